@@ -14,9 +14,10 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from stages.base import StageConfig
+from stages.base import StrictModel as _Strict
 from stages.decontam import DecontamConfig
 from stages.dedup import DedupConfig
 from stages.filter import FilterConfig
@@ -32,10 +33,6 @@ STAGE_ORDER = ["ingest", "langid", "filter", "dedup", "pii", "decontam", "tokeni
 
 class ConfigError(Exception):
     """A config problem, with the file and the key it concerns."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class RunSection(_Strict):

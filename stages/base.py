@@ -13,28 +13,32 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+from datatrove.pipeline.filters.base_filter import BaseFilter
 from pydantic import BaseModel, ConfigDict
 
-# The document schema of DESIGN.md. Stages may add columns; a column once added keeps its name and type.
-BASE_SCHEMA = pa.schema(
-    [
-        pa.field("id", pa.string(), nullable=False),
-        pa.field("text", pa.string(), nullable=False),
-        pa.field("source", pa.string()),
-        pa.field("kind", pa.string()),
-        pa.field("url", pa.string()),
-        pa.field("lang", pa.string()),
-        pa.field("lang_score", pa.float32()),
-    ]
+from stages.io import (
+    BASE_SCHEMA,
+    DEFAULT_MAX_SHARD_BYTES,
+    REMOVED_COLUMNS,
+    KeptWriter,
+    RemovedWriter,
+    ShardReader,
+    TaskAccounting,
+    TaskStart,
+    merge_schema,
+    shard_schema,
 )
-# Columns only `removed/` shards carry.
-REMOVED_COLUMNS = [pa.field("stage", pa.string()), pa.field("reason", pa.string())]
 
 
-class StageConfig(BaseModel):
-    """Keys every `[stages.<name>]` table has."""
+class StrictModel(BaseModel):
+    """A config table: an unknown key is an error, and an assignment (`--set`) is validated like a loaded value.
+    Every config model of the project derives from it (pipeline/config.py imports it from here, the lower layer)."""
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class StageConfig(StrictModel):
+    """Keys every `[stages.<name>]` table has."""
 
     enabled: bool = True
     """Run this stage in `pipeline run all`. A disabled stage is passed over: the next stage reads the kept
@@ -77,8 +81,6 @@ class StageContext:
 
     def input_schema(self) -> pa.Schema:
         """Schema of the previous stage's kept shards (without `stage`/`reason`)."""
-        from stages.io import shard_schema
-
         if self.input_dir is None:
             return BASE_SCHEMA
         return shard_schema(self.input_dir)
@@ -96,18 +98,6 @@ class StageContext:
         `new_columns` are the columns this stage adds to kept documents; `removed_columns` the extra columns
         only its removed documents carry (for example `duplicate_of`).
         """
-        from datatrove.pipeline.filters.base_filter import BaseFilter
-
-        from stages.io import (
-            DEFAULT_MAX_SHARD_BYTES,
-            KeptWriter,
-            RemovedWriter,
-            ShardReader,
-            TaskAccounting,
-            TaskStart,
-            merge_schema,
-        )
-
         max_bytes = max_shard_bytes or DEFAULT_MAX_SHARD_BYTES
 
         schema = merge_schema(self.input_schema(), new_columns or [])

@@ -23,8 +23,20 @@ from datatrove.pipeline.readers.base import BaseDiskReader
 from datatrove.pipeline.writers.parquet import ParquetWriter
 from datatrove.utils.logging import logger
 
-from stages.base import BASE_SCHEMA
-
+# The document schema of DESIGN.md. Stages may add columns; a column once added keeps its name and type.
+BASE_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string(), nullable=False),
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("source", pa.string()),
+        pa.field("kind", pa.string()),
+        pa.field("url", pa.string()),
+        pa.field("lang", pa.string()),
+        pa.field("lang_score", pa.float32()),
+    ]
+)
+# Columns only `removed/` shards carry.
+REMOVED_COLUMNS = [pa.field("stage", pa.string()), pa.field("reason", pa.string())]
 SCHEMA_FILE = "kept_schema.arrow"
 TMP_DIR = ".tmp"
 # Shards rotate at this size so one shard never needs a huge row group buffer in a reader.
