@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO))
 
 from common import write_section  # noqa: E402  (bench/ is on sys.path when run as a script)
 
-from stages.filter import ZhQualityFilter, ZhRulesConfig  # noqa: E402
+from stages.filters.zh import ZhQualityFilter, ZhRulesConfig  # noqa: E402
 from stages.langid import LangidConfig, LanguageId, flatten, load_model  # noqa: E402
 
 SAMPLE = REPO / "data" / "sample"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from datatrove.data import Document
 
-from stages.filter import (
+from stages.filters.en import (
     C4QualityConfig,
     EnglishConfig,
     FineWebQualityConfig,

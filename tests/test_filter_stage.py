@@ -1,5 +1,6 @@
 """The langid and filter stages through the runner on a small real input: reasons land in removed/, counts add
-up, `verify` passes; the URL blocklist, bad-word list and ASCII-punctuation options; pipeline.toml's sections."""
+up, `verify` passes; the URL blocklist, bad-word list and ASCII-punctuation options; pipeline.toml's sections.
+Each rule family's own tests are beside it: test_filter_zh, test_filter_en, test_filter_code, test_filter_blocklists."""
 
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import pytest
 from pipeline import runner
 from pipeline.config import ConfigError, load_config
 from pipeline.verify import verify
-from stages.filter import UrlBlocklist, bad_words_pattern, count_bad_words
 from tests.conftest import REPO, SAMPLE, write_config
 
 NEKO = "吾輩は猫である。名前はまだ無い。どこで生れたかとんと見当がつかぬ。何でも薄暗いじめじめした所でニャーニャー泣いていた事だけは記憶している。"
@@ -148,22 +148,6 @@ def test_ascii_punctuation_option(langid_done):
     assert stats["counters"]["filter_ascii_punctuation_rewritten"] == 6
     cfg, _ = run_filter(langid_done)  # off by default
     assert all("。" in t for t in kept(cfg, "filter").filter(pl.col("lang") == "zh")["text"])
-
-
-def test_url_blocklist_matching():
-    blocked = UrlBlocklist(["example.com", "http://www.news.cn/ads/", "  "])
-    assert blocked.blocked("https://example.com/a") and blocked.blocked("http://m.example.com:8080/")
-    assert not blocked.blocked("https://notexample.com/") and not blocked.blocked("https://example.community/")
-    assert blocked.blocked("https://news.cn/ads/2024/1.html") and not blocked.blocked("https://news.cn/politics/")
-    assert not blocked.blocked(None) and not blocked.blocked("")
-
-
-def test_bad_words_matching():
-    pattern = bad_words_pattern(["赌博", "casino", ""])
-    assert count_bad_words("网络赌博违法。", pattern) == 1
-    assert count_bad_words("Casino Royale is a novel.", pattern) == 1
-    assert count_bad_words("Occasionally it rains.", pattern) == 0  # whole words for Latin entries
-    assert count_bad_words("anything", bad_words_pattern([])) == 0
 
 
 def test_repository_config_sections():

@@ -10,7 +10,7 @@ import pytest
 from datatrove.data import Document
 
 from stages import zh_rules as z
-from stages.filter import ZhQualityFilter, ZhRulesConfig
+from stages.filters.zh import ZhQualityFilter, ZhRulesConfig
 from tests.conftest import SAMPLE
 
 # Real texts, quoted: Li Bai's 静夜思, the opening of the Analects and of the Thousand Character Classic.

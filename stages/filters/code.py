@@ -1,0 +1,54 @@
+"""Code documents (`kind = "code"`): the line-length and alphanumeric-share checks of Codex / The Stack, which drop
+minified bundles, data blobs and generated tables (reason `code_<rule>`)."""
+
+from __future__ import annotations
+
+from datatrove.data import Document
+from datatrove.pipeline.filters.base_filter import BaseFilter
+from pydantic import Field
+
+from stages.base import StrictModel
+
+
+class CodeConfig(StrictModel):
+    """Codex (Chen et al. 2021) and The Stack / StarCoder: drop generated or minified files."""
+
+    enabled: bool = True
+    max_line_length: int = Field(1000, ge=1)
+    max_mean_line_length: float = Field(100, gt=0)
+    min_alnum_ratio: float = Field(0.25, ge=0, le=1)
+
+
+def max_line_length(text: str) -> int:
+    return max((len(line) for line in text.splitlines()), default=0)
+
+
+def mean_line_length(text: str) -> float:
+    lines = text.splitlines()
+    return sum(map(len, lines)) / len(lines) if lines else 0.0
+
+
+def alnum_ratio(text: str) -> float:
+    return sum(map(str.isalnum, text)) / len(text) if text else 0.0
+
+
+class CodeQualityFilter(BaseFilter):
+    """Code documents: no line longer than `max_line_length`, a mean line length and a share of alphanumeric
+    characters typical of hand-written code (minified bundles, data blobs and generated tables fail)."""
+
+    name = "💻 code"
+
+    def __init__(self, cfg: CodeConfig, exclusion_writer=None):
+        super().__init__(exclusion_writer)
+        self.cfg = cfg
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        if doc.metadata.get("kind") != "code":
+            return True
+        if max_line_length(doc.text) > self.cfg.max_line_length:
+            return False, "code_max_line_length"
+        if mean_line_length(doc.text) > self.cfg.max_mean_line_length:
+            return False, "code_mean_line_length"
+        if alnum_ratio(doc.text) < self.cfg.min_alnum_ratio:
+            return False, "code_alnum_ratio"
+        return True
