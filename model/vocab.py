@@ -14,8 +14,9 @@ from __future__ import annotations
 import json
 import os
 import sys
-import unicodedata
 from pathlib import Path
+
+from model.han import is_chinese
 
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6
 
@@ -81,12 +82,9 @@ def merge_vocab(base: str | Path, add: str | Path, out: str | Path) -> dict:
 
 
 def guess_lang(text: str) -> str:
-    """zh when at least 30% of the non-space characters are Han, else en (for files without a lang column)."""
-    chars = [c for c in text if not c.isspace()]
-    if not chars:
-        return "en"
-    han = sum(1 for c in chars if "CJK UNIFIED" in unicodedata.name(c, ""))
-    return "zh" if han / len(chars) >= 0.3 else "en"
+    """zh when the text is Chinese by the project's one definition (`model.han.is_chinese`), else en (for files
+    without a lang column)."""
+    return "zh" if is_chinese(text) else "en"
 
 
 def load_samples(path: str | Path) -> list[tuple[str, str]]:

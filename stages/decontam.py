@@ -3,7 +3,7 @@
 Benchmarks are files (`[[stages.decontam.benchmarks]]`: name, path, format jsonl | parquet | csv, fields); the
 values of `fields` in one row form one item. Text is normalized (NFKC, lower case) and cut into units:
 - English and other space-separated text: words (`\\w+`), compared as word 13-grams, as GPT-3 did;
-- Chinese (an item whose letters are >= 30% Han characters): characters, punctuation and whitespace removed,
+- Chinese (an item whose non-space characters are >= 30% Han, `model.han.is_chinese`): characters, punctuation and whitespace removed,
   compared as character `zh_ngram`-grams (see `DecontamConfig.zh_ngram` for how n was chosen).
 N-grams are taken within each field, never across two (a pasted item has option labels, line breaks and answer
 keys between its fields). A field shorter than n units but at least `min_field_units` long counts as one n-gram of
@@ -44,14 +44,13 @@ import pyarrow as pa
 import xxhash
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.filters.base_filter import BaseFilter
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from stages.base import Phase, StageConfig, StageContext
+from model.han import is_chinese
+from stages.base import Phase, StageConfig, StageContext, StrictModel
 
 
-class BenchmarkFile(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
+class BenchmarkFile(StrictModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     """Benchmark name: the value in `contaminated_by` and the counter suffix."""
     path: str
@@ -117,7 +116,6 @@ class DecontamConfig(StageConfig):
 
 _WORD = re.compile(r"\w+")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]+")
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ffff]")
 _M64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
 _BASE = np.uint64(0x100000001B3)
@@ -151,9 +149,8 @@ def normalize(text: str) -> tuple[str, np.ndarray | None]:
 
 
 def item_mode(text: str) -> str:
-    """zh when at least 30% of the letters and digits are Han characters, else en."""
-    alnum = sum(c.isalnum() for c in text)
-    return "zh" if alnum and len(_HAN.findall(text)) / alnum >= 0.3 else "en"
+    """zh when the item is Chinese by the project's one definition (`model.han.is_chinese`), else en."""
+    return "zh" if is_chinese(text) else "en"
 
 
 def units(text: str, mode: str, positions: bool = True, normalized: tuple | None = None):

@@ -14,6 +14,8 @@ import unicodedata
 import numpy as np
 import xxhash
 
+from model.han import is_chinese
+
 _P = np.uint64(0x100000001B3)  # FNV-64 prime: odd, so it is invertible modulo 2**64
 _P_INV = np.uint64(pow(0x100000001B3, -1, 2**64))
 _Q = np.uint64(0x9E3779B97F4A7C15)  # golden-ratio constant, odd
@@ -41,20 +43,13 @@ def exact_key(text: str, normalize: str = "whitespace_case") -> tuple[int, int]:
     return h >> 64, h & 0xFFFFFFFFFFFFFFFF
 
 
-def han_share(text: str, sample: int = 2000) -> float:
-    chars = [c for c in text[:sample] if not c.isspace()]
-    if not chars:
-        return 0.0
-    return sum("\u4e00" <= c <= "\u9fff" or "\u3400" <= c <= "\u4dbf" for c in chars) / len(chars)
-
-
 def uses_char_shingles(lang: str | None, kind: str | None, text: str) -> bool:
     """Chinese (and Japanese) text has no spaces between words: it is shingled by characters."""
     if kind == "code":
         return False
     if lang is not None:
         return lang in ("zh", "ja", "yue", "wuu")
-    return han_share(text) >= 0.3
+    return is_chinese(text)
 
 
 def _distinct(h: np.ndarray) -> np.ndarray:

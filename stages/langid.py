@@ -19,6 +19,7 @@ from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from pydantic import Field, field_validator
 
+from model.han import contains_han
 from stages.base import Phase, StageConfig, StageContext
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -76,13 +77,12 @@ def load_model(path: str | Path | None = None):
 # Kana (without the middle dot ・, which Chinese titles use) and hangul.
 _KANA = re.compile(r"[\u3040-\u309f\u30a0-\u30fa\u30fc-\u30ff\u31f0-\u31ff\uff66-\uff9f]")
 _HANGUL = re.compile(r"[\u1100-\u11ff\u3130-\u318f\uac00-\ud7af]")
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
 
 def han_only(text: str, lang: str) -> bool:
     """True when a ja (ko) label is impossible: Han characters and not one kana (hangul)."""
     script = _KANA if lang == "ja" else _HANGUL
-    return _HAN.search(text) is not None and script.search(text) is None
+    return contains_han(text) and script.search(text) is None
 
 
 def decide(labels: tuple[str, ...], probs, aliases: dict[str, str], text: str | None = None) -> tuple[str, float]:
