@@ -22,6 +22,7 @@ from stages.io import (
     REMOVED_COLUMNS,
     KeptWriter,
     RemovedWriter,
+    ReportsCounters,
     ShardReader,
     TaskAccounting,
     TaskStart,
@@ -119,8 +120,8 @@ class StageContext:
             elif isinstance(step, BaseFilter):
                 removed_writers.append(step.exclusion_writer)
         kept = KeptWriter(self.kept_dir, schema, max_file_size=max_bytes)
-        accounting = TaskAccounting(self.stage_dir, reader=reader, kept=kept, removed=removed_writers)
-        accounting.counted_steps = [reader, *steps]
+        counted = [step for step in steps if isinstance(step, ReportsCounters)]
+        accounting = TaskAccounting(self.stage_dir, reader=reader, kept=kept, removed=removed_writers, counted=counted)
         start = TaskStart(self.stage_dir, [self.kept_dir, self.removed_dir])
         return Phase(
             name="main",

@@ -42,12 +42,13 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 import xxhash
-from datatrove.data import Document, DocumentsPipeline
+from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from pydantic import Field
 
 from model.han import is_chinese
 from stages.base import Phase, StageConfig, StageContext, StrictModel
+from stages.io import ReportsCounters
 
 
 class BenchmarkFile(StrictModel):
@@ -481,16 +482,16 @@ def cut_text(text: str, spans: list[tuple[int, int]]) -> str:
 # ------------------------------------------------------------------------------------------- the step
 
 
-class Decontaminate(BaseFilter):
+class Decontaminate(ReportsCounters, BaseFilter):
     """Flags documents holding benchmark items; drops them or cuts the items out (`mode`)."""
 
     name = "🧪 decontaminate"
+    counter_prefixes = ("decontam_",)
 
     def __init__(self, cfg: DecontamConfig, index_dir: Path, exclusion_writer=None):
         super().__init__(exclusion_writer)
         self.cfg = cfg
         self.index_dir = Path(index_dir)
-        self.counters: Counter = Counter()
         self._index: NgramIndex | None = None
 
     def __getstate__(self):  # workers map the index files themselves
@@ -504,10 +505,6 @@ class Decontaminate(BaseFilter):
             self._index = NgramIndex(self.index_dir)
         return self._index
 
-    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        self.counters = Counter()  # per task: the accounting step sums them over tasks
-        yield from super().run(data, rank, world_size)
-
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         cut = self.cfg.mode == "cut"
         match = self.index.match(doc.text, self.cfg.threshold, want_spans=cut)
@@ -515,24 +512,24 @@ class Decontaminate(BaseFilter):
             doc.metadata["contaminated_by"] = None
             return True
         doc.metadata["contaminated_by"] = match.benchmarks
-        self.counters["decontam_docs_flagged"] += 1
+        self.stat_update("decontam_docs_flagged")
         for name in match.benchmarks:
-            self.counters[f"decontam_benchmark_{name}_docs"] += 1
+            self.stat_update(f"decontam_benchmark_{name}_docs")
         for b in np.asarray(self.index.item_bench[match.items]).tolist():
-            self.counters[f"decontam_benchmark_{self.index.names[b]}_item_matches"] += 1
+            self.stat_update(f"decontam_benchmark_{self.index.names[b]}_item_matches")
         if not cut:
             return False, "contaminated"
         spans = merge_spans(match.spans, self.cfg.cut_margin, len(doc.text))
         if len(spans) > self.cfg.max_splits:
-            self.counters["decontam_dropped_too_many_splits"] += 1
+            self.stat_update("decontam_dropped_too_many_splits")
             return False, "contaminated"
         text = cut_text(doc.text, spans)
         if not text:
-            self.counters["decontam_dropped_nothing_left"] += 1
+            self.stat_update("decontam_dropped_nothing_left")
             return False, "contaminated"
-        self.counters["decontam_docs_cut"] += 1
-        self.counters["decontam_spans_cut"] += len(spans)
-        self.counters["decontam_chars_cut"] += len(doc.text) - len(text)
+        self.stat_update("decontam_docs_cut")
+        self.stat_update("decontam_spans_cut", value=len(spans))
+        self.stat_update("decontam_chars_cut", value=len(doc.text) - len(text))
         doc.text = text
         return True
 

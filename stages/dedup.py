@@ -41,7 +41,7 @@ from stages.dedup_rules import (
     remove_similar_lines,
     shingles_for,
 )
-from stages.io import ShardReader
+from stages.io import ReportsCounters, ShardReader
 
 RANK_BITS = 40  # a node is rank << 40 | position in the task's input stream
 _DIGITS = re.compile(r"(\d+)")
@@ -412,24 +412,24 @@ class DedupClusters(PipelineStep):
         yield
 
 
-class DedupFilter(BaseFilter):
+class DedupFilter(ReportsCounters, BaseFilter):
     """Step 4: drop the documents step 3 marked, annotate the kept ones with their cluster."""
 
     name = "dedup filter"
+    counter_prefixes = ("dup_clusters",)
 
     def __init__(self, work: Path):
         super().__init__()
         self.work = Path(work)
         self.plan: dict[int, tuple[str, str, int | None]] = {}
         self.position = 0
-        self.counters: dict = {}
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         path = self.work / "clusters" / f"{rank:05d}.parquet"
         rows = pq.read_table(path).to_pylist() if path.exists() else []
         self.plan = {r["pos"]: (r["reason"], r["ref"], r["size"]) for r in rows}
         self.position = 0
-        self.counters = {"dup_clusters": sum(1 for r in rows if r["reason"] == "keep")}
+        self.stat_update("dup_clusters", value=sum(1 for r in rows if r["reason"] == "keep"))
         yield from super().run(data, rank, world_size)
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
@@ -444,20 +444,20 @@ class DedupFilter(BaseFilter):
         return False, reason
 
 
-class SimilarLines(PipelineStep):
+class SimilarLines(ReportsCounters, PipelineStep):
     """Rewrites each kept text document without the lines that nearly repeat an earlier line. Code is left
     alone: repeated lines (closing braces, `return None`) are part of a program."""
 
     name = "similar lines"
     type = "✂️ - FORMAT"
+    counter_prefixes = ("lines_removed", "docs_with_lines_removed")
 
     def __init__(self, cfg: DedupConfig):
         super().__init__()
         self.cfg = cfg
-        self.counters: dict = {}
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        self.counters = {"lines_removed": 0, "docs_with_lines_removed": 0}
+        # Counted on every document, code too (0 lines), so both counters exist, if 0, whenever a task had input.
         for doc in data:
             if doc.metadata.get("kind") == "code":
                 text, dropped = doc.text, 0
@@ -468,10 +468,10 @@ class SimilarLines(PipelineStep):
             doc.metadata.setdefault("dup_cluster", None)
             doc.metadata.setdefault("dup_cluster_size", 1)
             doc.metadata["dup_lines_removed"] = dropped
+            self.stat_update("lines_removed", value=dropped)
+            self.stat_update("docs_with_lines_removed", value=int(dropped > 0))
             if dropped:
                 doc.text = text
-                self.counters["lines_removed"] += dropped
-                self.counters["docs_with_lines_removed"] += 1
             yield doc
 
 

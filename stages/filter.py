@@ -17,8 +17,6 @@ rewrite is an opt-in step of this module.
 
 from __future__ import annotations
 
-from collections import Counter
-
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from pydantic import Field
@@ -29,6 +27,7 @@ from stages.filters.blocklists import BadWordsFilter, UrlBlocklistFilter
 from stages.filters.code import CodeConfig, CodeQualityFilter
 from stages.filters.en import EnglishConfig, english_filters
 from stages.filters.zh import ZhQualityFilter, ZhRulesConfig
+from stages.io import ReportsCounters
 
 
 class FilterConfig(StageConfig):
@@ -56,41 +55,33 @@ def rule_set(doc: Document) -> str:
     return lang if lang in ("zh", "en") else "none"
 
 
-class RuleSetCounter(PipelineStep):
+class RuleSetCounter(ReportsCounters, PipelineStep):
     """Counts documents per rule set (zh, en, code, none) into stats.json's counters."""
 
     name = "rule sets"
     type = "🧮 - STATS"
-
-    def __init__(self):
-        super().__init__()
-        self.counters: Counter = Counter()
+    counter_prefixes = ("filter_rules_",)
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        self.counters = Counter()
         for doc in data or ():
-            self.counters[f"filter_rules_{rule_set(doc)}"] += 1
+            self.stat_update(f"filter_rules_{rule_set(doc)}")
             yield doc
 
 
-class AsciiPunctuation(PipelineStep):
+class AsciiPunctuation(ReportsCounters, PipelineStep):
     """MAP-CC's full-width to ASCII punctuation rewrite on kept zh documents (opt-in)."""
 
     name = "ASCII punctuation"
     type = "✂️ - FORMAT"
-
-    def __init__(self):
-        super().__init__()
-        self.counters: Counter = Counter()
+    counter_prefixes = ("filter_ascii_punctuation_",)
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        self.counters = Counter()
         for doc in data or ():
             if rule_set(doc) == "zh":
                 new = zh_rules.to_ascii_punctuation(doc.text)
                 if new != doc.text:
                     doc.text = new
-                    self.counters["filter_ascii_punctuation_rewritten"] += 1
+                    self.stat_update("filter_ascii_punctuation_rewritten")
             yield doc
 
 

@@ -229,7 +229,6 @@ class IngestReader(PipelineStep):
         self.progress = progress
         self.docs = self.chars = self.bytes = 0
         self.failed_files: list[dict] = []
-        self.counters: dict = {}
         self._current_file = ""
 
     def all_files(self) -> list[tuple[int, str]]:

@@ -240,23 +240,54 @@ class TaskStart(PipelineStep):
             yield from data
 
 
+class ReportsCounters:
+    """Mixin for a stage's own step whose counts appear in `stats.json` under `counters`.
+
+    The step counts the datatrove way, and only that way: `self.stat_update(label, value=n)`. Its labels that
+    start with one of `counter_prefixes` are its stats.json counters; TaskAccounting writes this task's totals
+    into `tasks/<rank>.json` and the runner sums them over tasks, as datatrove's executor sums each task's
+    `stats/<rank>.json`. Other labels (datatrove's own bookkeeping in BaseFilter: `total`, `forwarded`,
+    `dropped_<reason>`, `doc_len`) stay in datatrove's logs: stats.json has them as docs_in, kept,
+    removed_by_reason and chars."""
+
+    counter_prefixes: tuple[str, ...] = ()
+    stats: Any  # datatrove's Stats, from PipelineStep
+
+
+def reported_counters(step: ReportsCounters) -> dict[str, int | float]:
+    """The step's counters so far: the totals of its stats whose label starts with one of `counter_prefixes`."""
+    return {label: m.total for label, m in step.stats.stats.items() if label.startswith(step.counter_prefixes)}
+
+
 class TaskAccounting(PipelineStep):
     """Last step of every task: drains the pipeline and writes `<stage>/tasks/<rank>.json` with what went in,
-    what was kept and what was removed per reason, read from the reader's and writers' own counters."""
+    what was kept and what was removed per reason, read from the reader's and writers' own counts, and the
+    counters of the `counted` steps."""
 
     name = "accounting"
     type = "🧮 - STATS"
 
-    def __init__(self, stage_dir: Path, reader: Any, kept: KeptWriter, removed: list[RemovedWriter]):
+    def __init__(
+        self,
+        stage_dir: Path,
+        reader: Any,
+        kept: KeptWriter,
+        removed: list[RemovedWriter],
+        counted: list[ReportsCounters],
+    ):
         super().__init__()
         self.stage_dir = Path(stage_dir)
         self.reader = reader
         self.kept = kept
         self.removed = removed
-        self.counted_steps: list[Any] = []  # steps with a `counters` Counter to merge into stats.json
+        self.counted = counted
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         start = time.time()
+        # With one worker the same step objects run every task and datatrove's stats keep growing: this task's
+        # counters are the growth from here, where the task begins (this body runs before any upstream step's,
+        # since each step is a generator started by the one after it).
+        at_start = [reported_counters(step) for step in self.counted]
         for _ in data or ():
             pass
         reasons: Counter = Counter()
@@ -266,8 +297,8 @@ class TaskAccounting(PipelineStep):
             removed_chars += w.chars
             removed_bytes += w.bytes
         counters: Counter = Counter()
-        for step in self.counted_steps:
-            counters.update(getattr(step, "counters", {}))
+        for step, before in zip(self.counted, at_start):
+            counters.update({k: v - before.get(k, 0) for k, v in reported_counters(step).items()})
         stats = {
             "rank": rank,
             "world_size": world_size,

@@ -12,7 +12,6 @@ The model is `stages/assets/lid.176.ftz` (the compressed lid.176, CC BY-SA 3.0, 
 from __future__ import annotations
 
 import re
-from collections import Counter
 from pathlib import Path
 
 from datatrove.data import Document
@@ -21,6 +20,7 @@ from pydantic import Field, field_validator
 
 from model.han import contains_han
 from stages.base import Phase, StageConfig, StageContext
+from stages.io import ReportsCounters
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 LID176 = ASSETS / "lid.176.ftz"
@@ -105,17 +105,17 @@ def decide(labels: tuple[str, ...], probs, aliases: dict[str, str], text: str | 
     return lang, min(scores[lang], 1.0)
 
 
-class LanguageId(BaseFilter):
+class LanguageId(ReportsCounters, BaseFilter):
     """Predicts every document's language in batches; removes documents of other languages or with low scores."""
 
     name = "🌍 lid.176"
+    counter_prefixes = ("langid_",)
 
     def __init__(self, cfg: LangidConfig, model_path: str | Path | None = None, exclusion_writer=None):
         super().__init__(exclusion_writer, batch_size=cfg.batch_size)
         self.cfg = cfg
         self.model_path = str(model_path) if model_path else None
         self.keep = set(cfg.keep)
-        self.counters: Counter = Counter()
         self._model = None
         self._t2s = None
 
@@ -130,10 +130,6 @@ class LanguageId(BaseFilter):
             self._model = load_model(self.model_path)
         return self._model
 
-    def run(self, data, rank: int = 0, world_size: int = 1):
-        self.counters = Counter()  # per task: with one worker the same step object runs every task
-        yield from super().run(data, rank, world_size)
-
     def threshold(self, lang: str) -> float:
         return self.cfg.min_score.get(lang, self.cfg.default_min_score)
 
@@ -146,7 +142,7 @@ class LanguageId(BaseFilter):
         for i, doc in enumerate(batch):
             if doc.metadata.get("kind") == "code":
                 doc.metadata["lang"], doc.metadata["lang_score"] = "code", None
-                self.counters["langid_code_skipped"] += 1
+                self.stat_update("langid_code_skipped")
             else:
                 texts.append(flatten(doc.text))
                 where.append(i)
@@ -162,7 +158,7 @@ class LanguageId(BaseFilter):
             elif score < self.threshold(lang):
                 results[i] = (False, "lang_score_low")
             else:
-                self.counters[f"langid_kept_{lang}"] += 1
+                self.stat_update(f"langid_kept_{lang}")
                 if lang == "zh" and self.cfg.to_simplified:
                     self._to_simplified(doc)
         return results
@@ -175,7 +171,7 @@ class LanguageId(BaseFilter):
         converted = self._t2s.convert(doc.text)
         if converted != doc.text:
             doc.text = converted
-            self.counters["langid_converted_to_simplified"] += 1
+            self.stat_update("langid_converted_to_simplified")
 
 
 def build(ctx: StageContext) -> list[Phase]:

@@ -13,15 +13,14 @@ protect nobody, while an author's email address or a server's public IP is exact
 
 from __future__ import annotations
 
-from collections import Counter
-
 import pyarrow as pa
-from datatrove.data import Document, DocumentsPipeline
+from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from pydantic import Field, field_validator
 
 from stages import pii_rules
 from stages.base import Phase, StageConfig, StageContext
+from stages.io import ReportsCounters
 
 
 class PiiConfig(StageConfig):
@@ -55,20 +54,16 @@ class PiiConfig(StageConfig):
         return v
 
 
-class PiiRedactor(BaseFilter):
+class PiiRedactor(ReportsCounters, BaseFilter):
     """Replaces PII with placeholders and sets `pii_count`; removes documents over `max_per_doc` hits."""
 
     name = "🔒 PII"
+    counter_prefixes = ("pii_",)
 
     def __init__(self, cfg: PiiConfig, exclusion_writer=None):
         super().__init__(exclusion_writer)
         self.cfg = cfg
         self.placeholders = {**pii_rules.DEFAULT_PLACEHOLDERS, **cfg.placeholders}
-        self.counters: Counter = Counter()
-
-    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        self.counters = Counter()  # per task: the accounting step sums them over tasks
-        yield from super().run(data, rank, world_size)
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         code = doc.metadata.get("kind") == "code"
@@ -77,10 +72,9 @@ class PiiRedactor(BaseFilter):
         doc.metadata["pii_count"] = len(spans)
         if spans:
             doc.text = pii_rules.redact(doc.text, spans, self.placeholders)
-            self.counters["pii_docs_with_pii"] += 1
+            self.stat_update("pii_docs_with_pii")
             for s in spans:
-                self.counters[f"pii_{s.type}"] += 1
-                self.stat_update(s.type, value=1)
+                self.stat_update(f"pii_{s.type}")
         if self.cfg.max_per_doc is not None and len(spans) > self.cfg.max_per_doc:
             return False, "too_much_pii"
         return True

@@ -30,6 +30,7 @@ from stages.decontam import (
     normalize,
     units,
 )
+from stages.io import reported_counters
 from tests.conftest import REPO, write_config
 
 BENCH = REPO / "data" / "sample" / "benchmarks"
@@ -103,7 +104,8 @@ def test_pasted_item_is_found_in_both_modes(index_dir, en_docs, long_zh, lang):
     assert doc.text.startswith(text[:1000].strip()) and doc.text.endswith(text[-1000:].strip())
     removed = len(text) - len(doc.text)
     assert len(item["question"]) < removed < len(exam(item, lang == "zh")) + 2 * 200 + 10
-    assert step.counters["decontam_docs_cut"] == 1 and step.counters[f"decontam_benchmark_{name}_docs"] == 1
+    counters = reported_counters(step)
+    assert counters["decontam_docs_cut"] == 1 and counters[f"decontam_benchmark_{name}_docs"] == 1
 
 
 def test_clean_long_documents_are_kept(index_dir, en_docs, long_zh):
@@ -189,10 +191,10 @@ def test_cut_merges_spans_and_too_many_splits_drop(index_dir, zh_docs):
     text = "\n".join(pieces + [zh_docs[5]])
     step = Decontaminate(DecontamConfig(mode="cut", cut_margin=20, max_splits=2), index_dir)
     assert run(step, text)[0] == (False, "contaminated")
-    assert step.counters["decontam_dropped_too_many_splits"] == 1
+    assert reported_counters(step)["decontam_dropped_too_many_splits"] == 1
     step = Decontaminate(DecontamConfig(mode="cut", cut_margin=20, max_splits=10), index_dir)
     verdict, doc = run(step, text)
-    assert verdict is True and step.counters["decontam_spans_cut"] == 4
+    assert verdict is True and reported_counters(step)["decontam_spans_cut"] == 4
     assert all(item["question"][-12:] not in doc.text for item in items[:4])
 
 

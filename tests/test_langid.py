@@ -9,6 +9,7 @@ import json
 import pytest
 from datatrove.data import Document
 
+from stages.io import reported_counters
 from stages.langid import LID176, LangidConfig, LanguageId, decide, flatten, han_only, load_model
 from tests.conftest import SAMPLE
 
@@ -104,7 +105,8 @@ def test_kept_and_removed_with_reasons(tang_poem, apache_manpage):
     assert results[5] == (False, "lang_score_low") and docs[5].metadata["lang"] == "en"
     assert docs[5].metadata["lang_score"] < 0.65
     assert all(0 < d.metadata["lang_score"] <= 1 for d in docs)
-    assert step.counters["langid_kept_zh"] == 3 and step.counters["langid_kept_en"] == 1
+    counters = reported_counters(step)
+    assert counters["langid_kept_zh"] == 3 and counters["langid_kept_en"] == 1
 
 
 def test_label_is_checked_not_only_the_score(tang_poem):
@@ -136,14 +138,14 @@ def test_code_skips_langid():
     step, results = run_langid([d, doc(UDHR_ZH)])
     assert results == [True, True]
     assert d.metadata["lang"] == "code" and d.metadata["lang_score"] is None
-    assert step.counters["langid_code_skipped"] == 1
+    assert reported_counters(step)["langid_code_skipped"] == 1
 
 
 def test_traditional_to_simplified_option():
     d = doc(UDHR_ZH_HANT)
     step, results = run_langid([d], to_simplified=True)
     assert results == [True] and d.text == UDHR_ZH
-    assert step.counters["langid_converted_to_simplified"] == 1
+    assert reported_counters(step)["langid_converted_to_simplified"] == 1
     d = doc(UDHR_ZH_HANT)
     run_langid([d])  # off by default: the text is untouched
     assert d.text == UDHR_ZH_HANT

@@ -17,6 +17,7 @@ from pipeline import runner
 from pipeline.config import ConfigError, load_config
 from pipeline.verify import verify
 from stages import pii_rules as r
+from stages.io import reported_counters
 from stages.pii import PiiConfig, PiiRedactor
 from tests.conftest import write_config
 
@@ -246,7 +247,9 @@ def test_redactor_step_counts_code_and_too_much_pii(zh_docs):
     assert doc.text == 'AUTHOR = "<EMAIL>"\nMAGIC = 13812345678\nSERVER = "203.0.113.9"\nDNS = "<IP_ADDRESS>"\n'
     many = Document(text="、".join(f"1381234{i:04d}" for i in range(3)), id="c", metadata={"kind": "text"})
     assert step.filter(many) == (False, "too_much_pii") and "1381234" not in many.text
-    assert step.counters == {"pii_cn_mobile": 4, "pii_email": 2, "pii_ip": 1, "pii_docs_with_pii": 3}
+    assert reported_counters(step) == {"pii_cn_mobile": 4, "pii_email": 2, "pii_ip": 1, "pii_docs_with_pii": 3}
+    # each hit is counted once, in datatrove's stats, under pii_<type>; no second tally under the bare type name
+    assert step.stats["pii_email"].total == 2 and not set(r.TYPES) & set(step.stats.stats)
 
 
 def test_unknown_type_is_a_config_error(tmp_path):
