@@ -41,6 +41,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 import xxhash
 from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import BaseFilter
@@ -270,8 +271,6 @@ def read_items(path: Path, fmt: str, fields: list[str], key: str) -> Iterator[li
             raise ValueError(f"{key}.fields: {absent} not in {path} (its columns: {sorted(columns)})")
 
     if fmt == "parquet":
-        import pyarrow.parquet as pq
-
         pf = pq.ParquetFile(path)
         missing(pf.schema_arrow.names)
         for batch in pf.iter_batches(columns=fields, batch_size=4096):

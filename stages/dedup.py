@@ -35,6 +35,7 @@ from stages.base import Phase, StageConfig, StageContext
 from stages.dedup_rules import (
     band_keys,
     exact_key,
+    jaccard,
     lsh_threshold,
     minhash_params,
     minhash_signature,
@@ -204,6 +205,8 @@ class DedupBuckets(PipelineStep):
 
 def _components(pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Nodes that appear in any pair, and their connected-component label."""
+    # Imported here: scipy.sparse.csgraph takes 0.5-0.75 s to import (python -X importtime, this 2-core machine),
+    # only the clusters phase needs it, and every `pipeline` command imports this module for DedupConfig.
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
@@ -301,8 +304,6 @@ class DedupClusters(PipelineStep):
 
     def exact_verified(self) -> np.ndarray:
         """The candidate pairs whose exact shingle-set Jaccard is at least `verify_threshold`."""
-        from stages.dedup_rules import jaccard
-
         pairs = np.load(self.work / "candidates.npy")
         sets: dict[int, np.ndarray] = {}
         for r in range(self.signature_tasks):

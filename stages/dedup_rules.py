@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import Counter
 
 import numpy as np
 import xxhash
+from rapidfuzz.distance import Levenshtein
 
 from model.han import is_chinese
 
@@ -176,10 +178,6 @@ def remove_similar_lines(
     overlap (the distance is at least the number of characters of the longer line with no counterpart).
 
     Returns the new text and the number of lines dropped."""
-    from collections import Counter
-
-    from rapidfuzz.distance import Levenshtein
-
     lines = text.split("\n")
     kept: list[str] = []
     seen: set[str] = set()

@@ -14,8 +14,10 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import fasttext
 from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import BaseFilter
+from opencc import OpenCC
 from pydantic import Field, field_validator
 
 from model.han import contains_han
@@ -68,8 +70,6 @@ def flatten(text: str) -> str:
 
 
 def load_model(path: str | Path | None = None):
-    import fasttext
-
     fasttext.FastText.eprint = lambda *a, **k: None  # silences the load_model deprecation warning
     return fasttext.load_model(str(path or LID176))
 
@@ -165,8 +165,6 @@ class LanguageId(ReportsCounters, BaseFilter):
 
     def _to_simplified(self, doc: Document) -> None:
         if self._t2s is None:
-            from opencc import OpenCC
-
             self._t2s = OpenCC("t2s")
         converted = self._t2s.convert(doc.text)
         if converted != doc.text:

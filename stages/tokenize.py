@@ -14,12 +14,15 @@ sha256 or vocabulary size differs from the model's (see train/data.py).
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pyarrow.parquet as pq
+import sentencepiece as spm
 import xxhash
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
@@ -28,6 +31,7 @@ from pydantic import Field
 from stages.base import Phase, StageConfig, StageContext
 from stages.io import ShardReader, atomic_write_json, list_shards
 from stages.megatron import IndexedDatasetWriter, build_meta, optimal_dtype, shard_prefix, write_meta
+from stages.tokenizer import tokenizer_path
 
 
 class TokensConfig(StageConfig):
@@ -45,8 +49,6 @@ class TokensConfig(StageConfig):
 
 
 def resolve_tokenizer(cfg) -> Path:
-    from stages.tokenizer import tokenizer_path
-
     return cfg.path(cfg.tokens.tokenizer) if cfg.tokens.tokenizer else tokenizer_path(cfg)
 
 
@@ -74,8 +76,6 @@ class TokenizeShards(PipelineStep):
         return "code" if meta.get("kind") == "code" else dataset_name(meta.get("lang"))
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        import sentencepiece as spm
-
         start = time.time()
         # an interrupted earlier attempt of this task may have left finished shards of datasets it will not
         # write again; remove them so the dataset folders hold exactly this run's output
@@ -150,8 +150,6 @@ def build(ctx: StageContext) -> list[Phase]:
     if not tok.is_file():
         hint = "run `pipeline run tokenizer` first" if not tcfg.tokenizer else "check tokens.tokenizer"
         raise ValueError(f"tokenize: tokenizer file {tok} does not exist ({hint})")
-    import sentencepiece as spm
-
     try:
         vocab = spm.SentencePieceProcessor(model_file=str(tok)).get_piece_size()
     except (RuntimeError, OSError) as e:
@@ -161,8 +159,6 @@ def build(ctx: StageContext) -> list[Phase]:
         raise ValueError(f"tokenize: a vocabulary of {vocab} does not fit the token dtype {np.dtype(dtype).name}")
     if ctx.input_dir is None or not list_shards(ctx.input_dir):
         raise ValueError(f"tokenize: nothing to tokenize: {ctx.input_dir} holds no shards")
-    import pyarrow.parquet as pq
-
     if sum(pq.ParquetFile(p).metadata.num_rows for p in list_shards(ctx.input_dir)) == 0:
         raise ValueError(f"tokenize: nothing to tokenize: {ctx.input_dir} holds no documents")
     reader = ShardReader(ctx.input_dir, progress=ctx.workers == 1)
@@ -172,10 +168,6 @@ def build(ctx: StageContext) -> list[Phase]:
 
 def finalize(cfg, stage_dir: Path, merged: dict) -> None:
     """Write each dataset's meta.json once every task has written its shards."""
-    import hashlib
-
-    import sentencepiece as spm
-
     tok = resolve_tokenizer(cfg)
     sp = spm.SentencePieceProcessor(model_file=str(tok))
     source_weights = {s.name: s.weight for s in cfg.sources}

@@ -21,6 +21,7 @@ NFKC text; the stored text is not changed. Each function returns the measured va
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import unicodedata
@@ -28,6 +29,7 @@ from collections import Counter
 from collections.abc import Callable
 from functools import lru_cache
 
+import jieba
 import regex
 
 # Sentence ends: ASCII and full-width terminal marks, and the ellipsis.
@@ -96,6 +98,8 @@ def segment(text: str, segmenter: str = "jieba-rs") -> list[str]:
     """Words of `text` by jieba's dictionary and HMM: `jieba-rs` (rjieba, a Rust port, ~25x faster; on Chinese
     text its mean word length matches jieba's to 1e-4 on average) or `jieba` (the Python original MAP-CC used)."""
     if segmenter == "jieba-rs":
+        # Imported here: rjieba loads its dictionary on import, 0.3-0.95 s (python -X importtime, this 2-core
+        # machine), and only this rule needs it, while every `pipeline` command imports this module.
         import rjieba
 
         return rjieba.cut(text, hmm=True)
@@ -106,10 +110,6 @@ def segment(text: str, segmenter: str = "jieba-rs") -> list[str]:
 
 @lru_cache(maxsize=1)
 def _jieba():
-    import logging
-
-    import jieba
-
     jieba.setLogLevel(logging.WARNING)
     jieba.initialize()
     return jieba
