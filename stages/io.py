@@ -37,6 +37,7 @@ BASE_SCHEMA = pa.schema(
 )
 # Columns only `removed/` shards carry.
 REMOVED_COLUMNS = [pa.field("stage", pa.string()), pa.field("reason", pa.string())]
+
 SCHEMA_FILE = "kept_schema.arrow"
 TMP_DIR = ".tmp"
 # Shards rotate at this size so one shard never needs a huge row group buffer in a reader.
