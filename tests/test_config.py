@@ -129,3 +129,13 @@ def test_cli_rejects_bad_config_before_any_work(cfg_path):
     assert r.returncode == 2
     assert "executor.workers" in r.stderr and str(cfg_path) in r.stderr
     assert not (cfg_path.parent / "out").exists()
+
+
+def test_demo_reads_its_argv_not_sys_argv(monkeypatch, capsys):
+    """`demo.main(argv)` takes its overrides from argv (pytest's own sys.argv holds none of them)."""
+    from pipeline import demo
+
+    monkeypatch.chdir(REPO)
+    assert demo.main(["executor.workers=-1", "--no-train"]) == 2  # refused by validation, before any work
+    err = capsys.readouterr().err
+    assert "executor.workers" in err and "greater than or equal to 1" in err

@@ -155,7 +155,6 @@ def test_entry_points_with_a_config_object(tmp_path, tokenizer_path, docs_datase
 
 def test_python_m_train_reads_pipeline_toml(tmp_path, tokenizer_path, docs_dataset):
     """`python -m train pretrain --config ... --set ...` (what torchrun runs) through the real config loader."""
-    pytest.importorskip("pipeline.config")
     from train.__main__ import main
 
     (tmp_path / "work" / "tokenize").mkdir(parents=True)
