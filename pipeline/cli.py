@@ -6,7 +6,8 @@ import argparse
 import sys
 
 from model.vocab import compare_command, merge_command
-from pipeline.config import STAGE_ORDER, ConfigError, load_config
+from pipeline.config import STAGE_ORDER, Config, ConfigError, load_config
+from pipeline.config_toml import to_toml
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -44,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "verify":
             p.add_argument("--deep", action="store_true", help="also read every row of every shard")
 
+    p = sub.add_parser("config", help="print the effective configuration (after --set) as annotated TOML")
+    p.add_argument("--defaults", action="store_true", help="print every key with its default and documentation instead")
+    _common(p)
+
     p = sub.add_parser("train", help="train: pretrain, sft or dpo")
     p.add_argument("mode", choices=["pretrain", "sft", "dpo"])
     _common(p)
@@ -76,12 +81,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+DEFAULTS_TITLE = """`pipeline config --defaults`: every key with its default, documented, generated from the config models.
+Valid TOML: loaded as a config file it gives exactly the defaults. A commented-out key is unset by default.
+A config file needs only the keys it changes (and its [[sources]])."""
+EFFECTIVE_TITLE = """`pipeline config`: the effective configuration of {file} {overrides}
+Every key, whether set in the file or left at its default, documented. Valid TOML: it loads back to the same
+configuration. A commented-out key is unset. Relative paths are as written: they resolve against the folder
+of that file."""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from pipeline.runner import StageError
 
     try:
+        if args.command == "config" and args.defaults:
+            if args.overrides:
+                raise ConfigError("config --defaults prints the code's defaults; it takes no --set")
+            print(to_toml(Config(), DEFAULTS_TITLE), end="")
+            return 0
         cfg = load_config(args.config, args.overrides, check_paths=args.command in ("run",))
+        if args.command == "config":
+            title = EFFECTIVE_TITLE.format(file=cfg.file, overrides=" ".join(f"--set {o}" for o in args.overrides))
+            print(to_toml(cfg, title), end="")
+            return 0
         if args.command == "run":
             from pipeline import runner
 

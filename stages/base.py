@@ -34,7 +34,7 @@ REMOVED_COLUMNS = [pa.field("stage", pa.string()), pa.field("reason", pa.string(
 class StageConfig(BaseModel):
     """Keys every `[stages.<name>]` table has."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
 
     enabled: bool = True
     """Run this stage in `pipeline run all`. A disabled stage is passed over: the next stage reads the kept
