@@ -15,7 +15,7 @@ from typing import Any
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
-# The document schema of DESIGN.md. Stages may add columns; a column once added keeps its name and type.
+# The document schema (docs/architecture.md). Stages may add columns; a column once added keeps its name and type.
 BASE_SCHEMA = pa.schema(
     [
         pa.field("id", pa.string(), nullable=False),

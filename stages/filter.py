@@ -5,7 +5,7 @@
 - `en`: datatrove's GopherRepetitionFilter, GopherQualityFilter, C4QualityFilter and FineWebQualityFilter in
   FineWeb's order and with FineWeb's settings; reasons are datatrove's, prefixed (`en_gopher_rep_top_2_gram`,
   `en_gopher_short_doc`, `en_c4_too_few_sentences`, `en_fineweb_line_punct_ratio`). C4's filter also rewrites the
-  text (it drops lines); here it only decides, as DESIGN.md leaves text changes to the pii and dedup stages.
+  text (it drops lines); here it only decides, as docs/architecture.md leaves text changes to the pii and dedup stages.
 - `kind = "code"`: the line-length and alphanumeric-share checks of Codex / The Stack (`code_<rule>`).
 - other kept languages pass unfiltered (counted as `filter_rules_none`).
 
