@@ -132,6 +132,7 @@ def test_text_reader_file_and_blocks(tmp_path, zh_docs):
     assert notes["text"].to_list() == [a, f"{b}\n{c}"]
 
 
+@pytest.mark.slow
 def test_warc_reader_on_sample(tmp_path):
     cfg, stats = run_ingest(write_config(tmp_path, source("web", str(SAMPLE / "web.warc.gz"), "warc")))
     df = kept(cfg)
