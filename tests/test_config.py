@@ -224,3 +224,18 @@ def test_config_prints_the_effective_config_after_set(capsys):
 def test_config_defaults_takes_no_overrides(capsys):
     assert main(["config", "--defaults", "--set", "executor.tasks=8"]) == 2
     assert "takes no --set" in capsys.readouterr().err
+
+
+def test_config_output_round_trips_awkward_values(cfg_path, capsys):
+    """Quotes, backslashes, newlines, DEL, non-ASCII text, keys that need quoting and float edge cases survive."""
+    overrides = [
+        'run.workdir="out \\"q\\" \\\\ 语料\\n\\u007f"',
+        'executor.slurm.sbatch_args={ "mail.type" = "END", account = "p 1" }',
+        "stages.pii.placeholders={ email = '<电子邮件>' }",
+        "train.pretrain.eps=1e-300",
+        "stages.langid.min_score={ zh = 0.0, en = 1.0 }",
+    ]
+    text = config_output(["--config", str(cfg_path), *[a for o in overrides for a in ("--set", o)]], capsys)
+    shown = Config.model_validate(tomllib.loads(text))
+    assert shown.model_dump() == load_config(cfg_path, overrides, check_paths=False).model_dump()
+    assert shown.run.workdir == 'out "q" \\ 语料\n\x7f' and shown.executor.slurm.sbatch_args["mail.type"] == "END"
