@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pipeline.config import STAGE_ORDER, ConfigError, load_config
+from model.vocab import compare_command, merge_command
+from pipeline.config import STAGE_ORDER, Config, ConfigError, load_config
+from pipeline.config_toml import to_toml
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -43,6 +45,10 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "verify":
             p.add_argument("--deep", action="store_true", help="also read every row of every shard")
 
+    p = sub.add_parser("config", help="print the effective configuration (after --set) as annotated TOML")
+    p.add_argument("--defaults", action="store_true", help="print every key with its default and documentation instead")
+    _common(p)
+
     p = sub.add_parser("train", help="train: pretrain, sft or dpo")
     p.add_argument("mode", choices=["pretrain", "sft", "dpo"])
     _common(p)
@@ -75,9 +81,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _not_built(what: str, issue: int) -> int:
-    print(f"pipeline: `{what}` is not built yet (issue #{issue})", file=sys.stderr)
-    return 2
+DEFAULTS_TITLE = """`pipeline config --defaults`: every key with its default, documented, generated from the config models.
+Valid TOML: loaded as a config file it gives exactly the defaults. A commented-out key is unset by default.
+A config file needs only the keys it changes (and its [[sources]])."""
+EFFECTIVE_TITLE = """`pipeline config`: the effective configuration of {file} {overrides}
+Every key, whether set in the file or left at its default, documented. Valid TOML: it loads back to the same
+configuration. A commented-out key is unset. Relative paths are as written: they resolve against the folder
+of that file."""
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,7 +95,16 @@ def main(argv: list[str] | None = None) -> int:
     from pipeline.runner import StageError
 
     try:
+        if args.command == "config" and args.defaults:
+            if args.overrides:
+                raise ConfigError("config --defaults prints the code's defaults; it takes no --set")
+            print(to_toml(Config(), DEFAULTS_TITLE), end="")
+            return 0
         cfg = load_config(args.config, args.overrides, check_paths=args.command in ("run",))
+        if args.command == "config":
+            title = EFFECTIVE_TITLE.format(file=cfg.file, overrides=" ".join(f"--set {o}" for o in args.overrides))
+            print(to_toml(cfg, title), end="")
+            return 0
         if args.command == "run":
             from pipeline import runner
 
@@ -116,39 +135,29 @@ def main(argv: list[str] | None = None) -> int:
             path = write_report(cfg)
             print(f"report written to {path}")
             return 0
+        # train.cli is imported only by the commands that need it: it brings torch (measured: `import train.cli`
+        # 7.0 s against 2.6 s for `import pipeline.config` on the 2-core dev machine), which corpus commands never use.
         if args.command == "train":
-            try:
-                from train.cli import train_command
-            except ImportError:
-                return _not_built("pipeline train", 8)
+            from train.cli import train_command
+
             try:
                 return train_command(cfg, args.mode)
             except NotImplementedError as e:
                 print(f"pipeline: {e}", file=sys.stderr)
                 return 2
         if args.command == "eval":
-            try:
-                from train.cli import eval_command
-            except ImportError:
-                return _not_built("pipeline eval", 7)
+            from train.cli import eval_command
+
             return eval_command(cfg, args.run_dir)
         if args.command == "generate":
-            try:
-                from train.cli import generate_command
-            except ImportError:
-                return _not_built("pipeline generate", 7)
+            from train.cli import generate_command
+
             return generate_command(cfg, args.run_dir, args.prompt)
         if args.command == "export":
-            try:
-                from train.cli import export_command
-            except ImportError:
-                return _not_built("pipeline export", 7)
+            from train.cli import export_command
+
             return export_command(cfg, args.run_dir, args.hf_dir)
         if args.command == "tokenizer":
-            try:
-                from model.vocab import compare_command, merge_command
-            except ImportError:
-                return _not_built(f"pipeline tokenizer {args.tokenizer_command}", 6)
             if args.tokenizer_command == "merge":
                 return merge_command(args.base, args.add, args.out)
             return compare_command(args.models, args.text)

@@ -36,6 +36,8 @@ class ConfigError(Exception):
 
 
 class RunSection(_Strict):
+    """Where every output goes, and the seed."""
+
     workdir: str = "out"
     """Folder for every stage's output: `<workdir>/<stage>/kept`, `removed`, `stats.json`."""
     seed: int = 1234
@@ -43,8 +45,12 @@ class RunSection(_Strict):
 
 
 class SlurmSettings(_Strict):
+    """Used when executor.kind = "slurm"; passed to datatrove's SlurmPipelineExecutor."""
+
     partition: str = ""
+    """Slurm partition; required when executor.kind = "slurm"."""
     time: str = "24:00:00"
+    """Job time limit, HH:MM:SS."""
 
     @field_validator("time", mode="before")
     @classmethod
@@ -52,29 +58,45 @@ class SlurmSettings(_Strict):
         return v.strftime("%H:%M:%S") if isinstance(v, datetime.time) else v
 
     cpus_per_task: int = Field(1, ge=1)
+    """CPUs per array task."""
     mem_per_cpu_gb: float = Field(2, gt=0)
+    """Memory per CPU, in GB."""
     qos: str = "normal"
+    """Slurm quality of service."""
     job_name: str = "mapcc"
+    """Each stage's job is named <job_name>-<stage>-<phase>."""
     venv_path: str | None = None
+    """Virtual environment activated in each job (the path of its bin/activate)."""
     env_command: str | None = None
+    """Shell command run in each job before the task, e.g. "module load python"."""
     sbatch_args: dict[str, str] = Field(default_factory=dict)
+    """Extra #SBATCH options, e.g. { account = "proj123" }."""
     max_array_size: int = Field(1001, ge=1)
+    """The cluster's MaxArraySize: longer job arrays are split."""
 
 
 class RaySettings(_Strict):
+    """Used when executor.kind = "ray" (pip install 'mapcc[ray]')."""
+
     cpus_per_task: int = Field(1, ge=1)
+    """CPUs Ray reserves per task."""
     mem_per_cpu_gb: float = Field(2, gt=0)
+    """Memory per CPU Ray reserves, in GB."""
     address: str | None = None
     """`ray.init(address=...)`; None starts or joins a local Ray instance."""
 
 
 class ExecutorSection(_Strict):
+    """Which datatrove executor runs the stages, split into how many tasks."""
+
     kind: Literal["local", "slurm", "ray"] = "local"
+    """Which datatrove executor runs the stages: local | slurm | ray."""
     tasks: int = Field(2, ge=1)
     """Number of tasks each stage is split into (files are sharded across tasks)."""
     workers: int = Field(2, ge=1)
     """Tasks run at once (local: processes; slurm/ray: concurrent jobs)."""
     start_method: Literal["forkserver", "spawn", "fork"] = "forkserver"
+    """local only: how worker processes start (forkserver | spawn | fork)."""
     slurm: SlurmSettings = Field(default_factory=SlurmSettings)
     ray: RaySettings = Field(default_factory=RaySettings)
 
@@ -86,15 +108,22 @@ class ExecutorSection(_Strict):
 
 
 class SourceSection(_Strict):
+    """One `[[sources]]` table per input: a file, folder or glob in one format."""
+
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     """Unique name; becomes the `source` column and the first part of every document id."""
     path: str
     """A file, a folder (read recursively) or a glob, relative to the config file."""
     format: Literal["jsonl", "parquet", "warc", "text"]
+    """jsonl (plain, .gz or .zst) | parquet | warc | text."""
     text_field: str = "text"
+    """jsonl/parquet: the field holding the text."""
     id_field: str | None = None
+    """jsonl/parquet: the field holding a document id; unset: ids are <source>:<file>:<line or record>."""
     url_field: str | None = None
+    """jsonl/parquet: the field holding the URL; unset: no URL."""
     kind: Literal["text", "code"] = "text"
+    """text | code: code documents skip langid and the language filters, and get the code rules instead."""
     weight: float = Field(1.0, ge=0)
     """Mixture weight used when sampling for the tokenizer and training."""
     text_mode: Literal["file", "blocks"] = "file"
@@ -105,6 +134,8 @@ class SourceSection(_Strict):
 
 
 class StagesSection(_Strict):
+    """The corpus stages, in the order they run. Each is on unless its table says `enabled = false`."""
+
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     langid: LangidConfig = Field(default_factory=LangidConfig)
     filter: FilterConfig = Field(default_factory=FilterConfig)
@@ -125,7 +156,7 @@ class Config(_Strict):
     eval: EvalSection = Field(default_factory=EvalSection)
 
     # Set by load_config; not TOML keys.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
     _file: Path = Path("pipeline.toml")
 
     @field_validator("sources")

@@ -1,7 +1,8 @@
 """`make demo`: the whole flow on the bundled sample corpus, offline, ending with a short summary.
 
 Runs every enabled stage of ./pipeline.toml (`pipeline run all`), checks that no document was lost
-(`pipeline verify`), writes the report, and prints what was produced. Extra arguments are `--set` overrides.
+(`pipeline verify`), writes the report, and prints what was produced. Extra arguments are overrides written as after `--set` (`key=value`);
+`--no-train` stops after the corpus stages.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from stages.io import list_shards
 
 
 def main(argv: list[str] | None = None) -> int:
-    overrides = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--no-train"]
+    args = sys.argv[1:] if argv is None else argv
+    overrides = [a for a in args if a != "--no-train"]
     try:
         cfg = load_config("pipeline.toml", overrides)
         start = time.time()
@@ -31,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     problems = verify(cfg, quiet=True)
     trained = None
     after: list[str] = []
-    if "--no-train" not in sys.argv and stage_dir(cfg, "tokenize").joinpath("stats.json").exists():
+    if "--no-train" not in args and stage_dir(cfg, "tokenize").joinpath("stats.json").exists():
         from train.cli import train_command
 
         print("\ndemo: pretraining the tiny model on the token shards (CPU)...", flush=True)

@@ -22,8 +22,8 @@ from pathlib import Path
 
 from pipeline.config import STAGE_ORDER, Config
 
-# Stages that exist, by module. A stage missing here is refused with a message naming its issue.
-BUILT_STAGES = {
+# The module of each stage of STAGE_ORDER; it provides the stage's `build` (see docs/architecture.md).
+STAGE_MODULES = {
     "ingest": "stages.ingest",
     "langid": "stages.langid",
     "filter": "stages.filter",
@@ -33,23 +33,18 @@ BUILT_STAGES = {
     "tokenizer": "stages.tokenizer",
     "tokenize": "stages.tokenize",
 }
-NOT_BUILT_ISSUE = {
-    "langid": 3,
-    "filter": 3,
-}
 CORPUS_STAGES = ["ingest", "langid", "filter", "dedup", "pii", "decontam"]
 
 
 class StageError(Exception):
-    """A stage cannot run (not built, input missing, inconsistent rerun). The message says what to do."""
+    """A stage cannot run (unknown, disabled, input missing, inconsistent rerun). The message says what to do."""
 
 
 @dataclass
 class StageState:
     stage: str
     enabled: bool
-    built: bool
-    state: str  # disabled | not built | not started | incomplete | finished | stale
+    state: str  # disabled | not started | incomplete | finished | stale
     tasks_done: int = 0
     tasks: int = 0
     stats: dict | None = None
@@ -83,11 +78,10 @@ def _read_json(path: Path) -> dict | None:
 
 def stage_state(cfg: Config, stage: str) -> StageState:
     enabled = cfg.stage_section(stage).enabled
-    built = stage in BUILT_STAGES
     d = stage_dir(cfg, stage)
     stats = _read_json(d / "stats.json")
     run = _read_json(d / "run.json")
-    st = StageState(stage, enabled, built, "not started", stats=stats)
+    st = StageState(stage, enabled, "not started", stats=stats)
     if run:
         st.tasks = run.get("tasks", 0)
         st.tasks_done = len(list((d / "tasks").glob("*.json"))) if (d / "tasks").is_dir() else 0
@@ -103,8 +97,6 @@ def stage_state(cfg: Config, stage: str) -> StageState:
         st.state = "incomplete"
     elif not enabled:
         st.state = "disabled"
-    elif not built:
-        st.state = "not built"
     return st
 
 
@@ -137,8 +129,8 @@ def finalize_stage(cfg: Config, stage: str, wall_seconds: float | None = None) -
         merged["removed_by_reason"] = dict(sorted(merged["removed_by_reason"].items(), key=lambda kv: -kv[1]))
     merged["wall_seconds"] = round(wall_seconds, 3) if wall_seconds is not None else None
     merged["finished_at"] = datetime.now(UTC).isoformat()
-    module = importlib.import_module(BUILT_STAGES[stage]) if stage in BUILT_STAGES else None
-    if module is not None and hasattr(module, "finalize"):
+    module = importlib.import_module(STAGE_MODULES[stage])
+    if hasattr(module, "finalize"):
         module.finalize(cfg, d, merged)  # stage-level outputs that need every task (e.g. token meta.json)
     atomic_write_json(d / "stats.json", merged)
     return merged
@@ -218,11 +210,6 @@ def _log(msg: str) -> None:
 def check_runnable(cfg: Config, stage: str) -> None:
     if stage not in STAGE_ORDER:
         raise StageError(f"unknown stage {stage!r}; stages are: {', '.join(STAGE_ORDER)}")
-    if stage not in BUILT_STAGES:
-        raise StageError(
-            f"stage {stage!r} is not built yet (issue #{NOT_BUILT_ISSUE.get(stage, '?')}); "
-            f"it is disabled in the config until it is (stages run now: {', '.join(BUILT_STAGES)})"
-        )
     if not cfg.stage_section(stage).enabled:
         raise StageError(f"stage {stage!r} is disabled in {cfg.file} (set enabled = true in its section to run it)")
 
@@ -266,7 +253,7 @@ def run_stage(cfg: Config, stage: str, force: bool = False, pending: set[str] | 
         tasks=tasks,
         workers=cfg.executor.workers,
     )
-    module = importlib.import_module(BUILT_STAGES[stage])
+    module = importlib.import_module(STAGE_MODULES[stage])
     try:
         phases = module.build(ctx)
     except ValueError as e:

@@ -35,7 +35,7 @@ class StrictModel(BaseModel):
     """A config table: an unknown key is an error, and an assignment (`--set`) is validated like a loaded value.
     Every config model of the project derives from it (pipeline/config.py imports it from here, the lower layer)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
 
 
 class StageConfig(StrictModel):

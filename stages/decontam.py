@@ -53,21 +53,29 @@ from stages.io import ReportsCounters
 
 
 class BenchmarkFile(StrictModel):
+    """One benchmark file whose test items are searched for (bundled: real items with their licences, see
+    data/sample/SOURCES.md)."""
+
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     """Benchmark name: the value in `contaminated_by` and the counter suffix."""
     path: str
     """File, relative to the config file."""
     format: Literal["jsonl", "parquet", "csv"]
+    """jsonl | parquet | csv."""
     fields: list[str] = Field(min_length=1)
     """Columns whose values form one item (question, choices, answer, passage); list values count as fields."""
 
 
 class DecontamConfig(StageConfig):
+    """Removes (or cuts out) benchmark test items found in documents, by n-gram overlap."""
+
     enabled: bool = False
     """Off unless switched on: the stage needs benchmark files (pipeline.toml switches it on with the bundled
     sample benchmarks). Enabled with no benchmarks is an error."""
     benchmarks: list[BenchmarkFile] = Field(default_factory=list)
+    """One `[[stages.decontam.benchmarks]]` table per benchmark file whose test items are searched for."""
     mode: Literal["drop", "cut"] = "drop"
+    """drop: remove flagged documents (reason contaminated); cut: remove the matched spans with cut_margin."""
     en_ngram: int = Field(13, ge=1)
     """Word n-gram length for space-separated text: 13, as GPT-3 (Brown et al. 2020) and NeMo Curator."""
     zh_ngram: int = Field(8, ge=1)

@@ -55,6 +55,8 @@ def natural_key(doc_id: str) -> tuple:
 
 
 class DedupConfig(StageConfig):
+    """Exact duplicates, then MinHash near duplicates, then near-repeated lines inside a document (MAP-CC's order)."""
+
     exact: bool = True
     """Remove exact duplicates (after the folding below) first."""
     exact_normalize: Literal["none", "whitespace", "whitespace_case"] = "whitespace_case"
@@ -66,6 +68,7 @@ class DedupConfig(StageConfig):
     word_ngram: int = Field(5, ge=1)
     """Shingle size in words for other text (datatrove/FineWeb: 5)."""
     bands: int = Field(9, ge=1)
+    """LSH bands (see rows)."""
     rows: int = Field(13, ge=1)
     """bands x rows permutations; a pair is a candidate when one band matches. 9 x 13 (MAP-CC) puts the 50%
     point at a Jaccard similarity of (1/9)**(1/13) = 0.845."""

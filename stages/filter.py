@@ -6,6 +6,8 @@ one rule family per module of `stages/filters/`:
 - `en` (`filters/en.py`): datatrove's GopherRepetitionFilter, GopherQualityFilter, C4QualityFilter and
   FineWebQualityFilter in FineWeb's order and with FineWeb's settings; reasons are datatrove's, prefixed
   (`en_gopher_rep_top_2_gram`, `en_gopher_short_doc`, `en_c4_too_few_sentences`, `en_fineweb_line_punct_ratio`).
+  C4's filter also rewrites the text (it drops lines); here it only decides, as docs/architecture.md leaves text
+  changes to the pii and dedup stages.
 - `kind = "code"` (`filters/code.py`): the line-length and alphanumeric-share checks of Codex / The Stack
   (`code_<rule>`).
 - other kept languages pass unfiltered (counted as `filter_rules_none`).
@@ -31,6 +33,9 @@ from stages.io import ReportsCounters
 
 
 class FilterConfig(StageConfig):
+    """Quality rules chosen per document by its `lang` (zh, en), and by `kind` for code. A removed document's reason is
+    the first rule it failed."""
+
     zh: ZhRulesConfig = Field(default_factory=ZhRulesConfig)
     en: EnglishConfig = Field(default_factory=EnglishConfig)
     code: CodeConfig = Field(default_factory=CodeConfig)

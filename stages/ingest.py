@@ -36,12 +36,15 @@ from stages.base import Phase, StageConfig, StageContext
 
 
 class IngestConfig(StageConfig):
+    """Reads every `[[sources]]` input into the document schema; bad records go to removed/ with a reason."""
+
     unicode_form: Literal["NFC", "none"] = "NFC"
     """Unicode normalization applied to every text. NFC is lossless; NFKC (which folds full-width forms) is
     deliberately not offered here because it changes training text."""
     html_favor_precision: bool = False
     """trafilatura's favor_precision for WARC HTML: True drops more boilerplate and some real text."""
     html_include_tables: bool = True
+    """trafilatura's include_tables for WARC HTML: keep the text of tables."""
     max_shard_mb: int = Field(256, ge=1)
     """Kept/removed Parquet shards rotate at this size."""
 

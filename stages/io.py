@@ -23,7 +23,7 @@ from datatrove.pipeline.readers.base import BaseDiskReader
 from datatrove.pipeline.writers.parquet import ParquetWriter
 from datatrove.utils.logging import logger
 
-# The document schema of DESIGN.md. Stages may add columns; a column once added keeps its name and type.
+# The document schema (docs/architecture.md). Stages may add columns; a column once added keeps its name and type.
 BASE_SCHEMA = pa.schema(
     [
         pa.field("id", pa.string(), nullable=False),

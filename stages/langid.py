@@ -30,6 +30,9 @@ LABEL_PREFIX = "__label__"
 
 
 class LangidConfig(StageConfig):
+    """fastText lid.176 (bundled: stages/assets/lid.176.ftz, CC BY-SA 3.0) sets `lang` and `lang_score` and keeps the
+    configured languages; code documents skip it."""
+
     keep: list[str] = Field(default_factory=lambda: ["zh", "en"])
     """Languages kept (lid.176 codes after `aliases`)."""
     min_score: dict[str, float] = Field(default_factory=lambda: {"zh": 0.4, "en": 0.65})

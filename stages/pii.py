@@ -24,9 +24,12 @@ from stages.io import ReportsCounters
 
 
 class PiiConfig(StageConfig):
+    """Replaces personal identifiers with typed placeholders (detectors: stages/pii_rules.py)."""
+
     types: list[str] = Field(default_factory=lambda: list(pii_rules.TYPES))
-    """Detectors run on text documents, from: email, id_card, bank_card, ip, cn_mobile, intl_phone, cn_landline,
-    qq, wechat."""
+    """Detectors run on text documents, from: email, id_card (18 digits with the GB 11643 check digit and a valid
+    birth date, or the legacy 15-digit form), bank_card (16-19 digits passing Luhn), ip, cn_mobile, intl_phone
+    (E.164), cn_landline (with an area code), qq, wechat (these two only after their keywords)."""
     code_types: list[str] = Field(default_factory=lambda: ["email", "ip"])
     """Detectors run on `kind = "code"` documents (numbers in code are left alone)."""
     placeholders: dict[str, str] = Field(default_factory=dict)

@@ -35,6 +35,8 @@ from stages.tokenizer import tokenizer_path
 
 
 class TokensConfig(StageConfig):
+    """`pipeline run tokenize`: Megatron .bin/.idx token shards under <workdir>/tokenize/."""
+
     tokenizer: str | None = None
     """SentencePiece model to encode with; default: the tokenizer stage's output
     (<workdir>/tokenizer/tokenizer.model). Point it at a merged tokenizer to grow a model's vocabulary."""

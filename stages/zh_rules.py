@@ -15,8 +15,8 @@ without the original's bugs:
   match); here the rules accept the text as it is, and that rewrite (`to_ascii_punctuation`) is an opt-in step.
 
 The filter stage passes every rule the NFKC form of the document (`normalize`), as MAP-CC measured most rules on
-NFKC text; the stored text is not changed. Each function returns the measured value; the thresholds live in
-`pipeline.toml` and are applied in `stages/filter.py`.
+NFKC text; the stored text is not changed. Each function returns the measured value; the thresholds are the
+`[stages.filter.zh]` config (defaults and docs: `pipeline config --defaults`) and are applied by the filter stage.
 """
 
 from __future__ import annotations

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import inspect
+import re
 import subprocess
 import sys
+import tomllib
+import typing
 
 import pytest
+from pydantic import BaseModel
+from pydantic.fields import FieldInfo
 
-from pipeline.config import ConfigError, load_config
+from pipeline.cli import main
+from pipeline.config import Config, ConfigError, load_config
+from pipeline.config_toml import to_toml
 from tests.conftest import REPO, write_config
 
 SOURCE = """
@@ -129,3 +137,105 @@ def test_cli_rejects_bad_config_before_any_work(cfg_path):
     assert r.returncode == 2
     assert "executor.workers" in r.stderr and str(cfg_path) in r.stderr
     assert not (cfg_path.parent / "out").exists()
+
+
+def test_demo_reads_its_argv_not_sys_argv(monkeypatch, capsys):
+    """`demo.main(argv)` takes its overrides from argv (pytest's own sys.argv holds none of them)."""
+    from pipeline import demo
+
+    monkeypatch.chdir(REPO)
+    assert demo.main(["executor.workers=-1", "--no-train"]) == 2  # refused by validation, before any work
+    err = capsys.readouterr().err
+    assert "executor.workers" in err and "greater than or equal to 1" in err
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Defaults live in the code: pipeline.toml keeps what the sample run sets, `pipeline config` prints the rest.
+
+FULL_CONFIG = REPO / "tests" / "fixtures" / "pipeline_full.toml"  # pipeline.toml before it was trimmed: every key
+
+
+def config_output(args: list[str], capsys) -> str:
+    assert main(["config", *args]) == 0
+    return capsys.readouterr().out
+
+
+def leaf_keys(model: type[BaseModel], prefix: str = "") -> list[tuple[str, FieldInfo]]:
+    """Every key of a config model as (dotted key, field), tables and arrays of tables walked into."""
+    keys = []
+    for name, info in model.model_fields.items():
+        sub = info.annotation
+        if typing.get_origin(sub) is list and isinstance(typing.get_args(sub)[0], type):
+            sub = typing.get_args(sub)[0]
+        if isinstance(sub, type) and issubclass(sub, BaseModel):
+            keys += leaf_keys(sub, f"{prefix}{name}.")
+        else:
+            keys.append((f"{prefix}{name}", info))
+    return keys
+
+
+def test_trimmed_pipeline_toml_gives_the_same_config_as_the_full_one():
+    """Every value the full, commented pipeline.toml documented (most of them equal to a code default) still holds,
+    so a code default that drifts from the documented one fails here."""
+    trimmed = load_config(REPO / "pipeline.toml")
+    full = load_config(FULL_CONFIG, check_paths=False)
+    assert trimmed.model_dump() == full.model_dump()
+    assert len(leaf_keys(Config)) > 200 and len(REPO.joinpath("pipeline.toml").read_text().splitlines()) < 160
+
+
+def test_every_config_key_and_table_is_documented_in_its_model():
+    undocumented = [key for key, info in leaf_keys(Config) if not (info.description or "").strip()]
+    assert undocumented == []
+    tables = {key.rsplit(".", 1)[0] for key, _ in leaf_keys(Config) if "." in key}
+    text = to_toml(Config(), "defaults")
+    for table in tables:  # each table header (or, for an empty array of tables, its example) follows its docs
+        header = next(
+            line for line in text.splitlines() if line.lstrip("# ").startswith((f"[{table}]", f"[[{table}]]"))
+        )
+        before = text.splitlines()[text.splitlines().index(header) - 1]
+        assert before.startswith("# ") and not before.startswith("# ["), table
+
+
+def test_config_defaults_is_toml_of_the_code_defaults(capsys):
+    text = config_output(["--defaults"], capsys)
+    assert Config.model_validate(tomllib.loads(text)).model_dump() == Config().model_dump()
+    # every key appears, set (`key = `) or, when unset by default, commented out (`# key = `), after its docs
+    lines = text.splitlines()
+    for key, info in leaf_keys(Config):
+        name = key.rsplit(".", 1)[-1]
+        at = [i for i, line in enumerate(lines) if re.match(rf"^(# )?{name} = ", line)]
+        assert at, key
+        doc = [f"# {line}".rstrip() for line in inspect.cleandoc(info.description).splitlines()]
+        assert any(lines[i - len(doc) : i] == doc for i in at), key
+    assert 'segmenter = "jieba-rs"' in lines and "# max_per_doc = (unset)" in lines
+    assert "[stages.filter.en.gopher_quality]" in lines and "# [[sources]]" in text
+
+
+def test_config_prints_the_effective_config_after_set(capsys):
+    text = config_output(["--config", str(REPO / "pipeline.toml"), "--set", "executor.tasks=8"], capsys)
+    shown = Config.model_validate(tomllib.loads(text))
+    assert shown.executor.tasks == 8 and [s.name for s in shown.sources][0] == "books_zh"
+    expected = load_config(REPO / "pipeline.toml", ["executor.tasks=8"])
+    assert shown.model_dump() == expected.model_dump()
+    assert shown.stages.decontam.enabled and shown.train.pretrain.lr == 3e-3  # set by pipeline.toml
+    assert shown.stages.filter.zh.min_entropy == 3.0  # a default the file leaves out
+
+
+def test_config_defaults_takes_no_overrides(capsys):
+    assert main(["config", "--defaults", "--set", "executor.tasks=8"]) == 2
+    assert "takes no --set" in capsys.readouterr().err
+
+
+def test_config_output_round_trips_awkward_values(cfg_path, capsys):
+    """Quotes, backslashes, newlines, DEL, non-ASCII text, keys that need quoting and float edge cases survive."""
+    overrides = [
+        'run.workdir="out \\"q\\" \\\\ 语料\\n\\u007f"',
+        'executor.slurm.sbatch_args={ "mail.type" = "END", account = "p 1" }',
+        "stages.pii.placeholders={ email = '<电子邮件>' }",
+        "train.pretrain.eps=1e-300",
+        "stages.langid.min_score={ zh = 0.0, en = 1.0 }",
+    ]
+    text = config_output(["--config", str(cfg_path), *[a for o in overrides for a in ("--set", o)]], capsys)
+    shown = Config.model_validate(tomllib.loads(text))
+    assert shown.model_dump() == load_config(cfg_path, overrides, check_paths=False).model_dump()
+    assert shown.run.workdir == 'out "q" \\ 语料\n\x7f' and shown.executor.slurm.sbatch_args["mail.type"] == "END"

@@ -240,6 +240,7 @@ def test_similar_lines_rewrites_text_but_not_code(tmp_path, zh_docs):
     assert stats["counters"]["lines_removed"] == 1
 
 
+@pytest.mark.slow
 def test_verification_drops_weak_candidates(tmp_path, books):
     """With permissive bands (40 x 2) a pair at Jaccard ~0.73 becomes a candidate. Without verification (MAP-CC) it
     is merged; verified on signatures or exactly at 0.9 it is not; exactly at 0.6 it is."""

@@ -79,6 +79,7 @@ def dpo_job(tmp_path, start, **kw) -> FinetuneJob:
     return FinetuneJob("dpo", tmp_path / "dpo", start, [SAMPLE / "dpo"], DpoSection(**settings))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("variant", ["precomputed", "lora-base"])
 def test_dpo_run_logs_rewards(tmp_path, start_run, variant):
     kw = {} if variant == "precomputed" else {"precompute_reference": False, "lora": LoraSection(enabled=True)}

@@ -40,6 +40,7 @@ def demo_run(tmp_path_factory):
     return workdir, r
 
 
+@pytest.mark.slow
 def test_run_all_on_sample_corpus(demo_run):
     workdir, r = demo_run
     stats = json.loads((workdir / "ingest" / "stats.json").read_text())
@@ -55,6 +56,7 @@ def test_run_all_on_sample_corpus(demo_run):
     assert "ingest: done" in r.stderr  # progress is visible
 
 
+@pytest.mark.slow
 def test_status_verify_report(demo_run):
     workdir, _ = demo_run
     status = pipeline("status", workdir=workdir)

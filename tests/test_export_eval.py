@@ -80,6 +80,7 @@ def test_safetensors_written_by_hand(tmp_path):
     assert all(torch.equal(other[k], v) for k, v in tensors.items())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tied", [False, True])
 def test_export_matches_transformers(tmp_path, chat_tokenizer_path, capsys, tied):
     transformers = pytest.importorskip("transformers")
@@ -189,6 +190,7 @@ def test_generate_command_plain_and_chat(tmp_path, start_run, chat_tokenizer_pat
     assert "[chat," in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_demo_after_pretrain(tmp_path, start_run):
     small = dict(max_steps=2, checkpoint_every=2, batch_size=2, log_every=1, device="cpu", progress=False, seq_len=48)
     cfg = SimpleNamespace(

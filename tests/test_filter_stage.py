@@ -152,9 +152,9 @@ def test_ascii_punctuation_option(langid_done):
 
 def test_repository_config_sections():
     data = tomllib.loads((REPO / "pipeline.toml").read_text(encoding="utf-8"))
-    assert data["stages"]["langid"]["enabled"] and data["stages"]["filter"]["enabled"]
     assert data["stages"]["langid"]["keep"] == ["zh", "en"]
     cfg = load_config(REPO / "pipeline.toml")
+    assert cfg.stages.langid.enabled and cfg.stages.filter.enabled  # on by default; the file leaves them out
     assert cfg.stages.filter.zh.max_top_ngram == {2: 0.20, 3: 0.18, 4: 0.16}
     lines = (REPO / "pipeline.toml").read_text(encoding="utf-8").splitlines()
     start = next(i for i, x in enumerate(lines) if x.startswith("[stages.langid]"))

@@ -244,6 +244,7 @@ def test_tokenize_refusals(tokenized, tmp_path):
     w.abort()
 
 
+@pytest.mark.slow
 def test_vocab_merge_keeps_ids_and_shortens_chinese(tokenized, tmp_path):
     cfg, _ = tokenized
     kept = pl.read_parquet(cfg.workdir / "ingest" / "kept" / "*.parquet")

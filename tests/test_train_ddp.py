@@ -22,6 +22,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not torch.distributed.is_gloo_available(), reason="gloo backend not built")
 def test_two_processes_match_one_with_the_same_global_batch(tmp_path, tokenizer_path, docs_dataset, capfd):
     settings = dict(max_steps=4, checkpoint_every=4, grad_accum=2, eval_every=2, eval_batches=4)

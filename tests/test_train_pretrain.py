@@ -21,6 +21,7 @@ from train.data import ShardsError
 from train.pretrain import TrainingDiverged, lr_at, pretrain
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_exactly(tmp_path, tokenizer_path, docs_dataset):
     whole = make_job(tmp_path / "whole", tokenizer_path, [docs_dataset], grad_accum=2)
     pretrain(whole)
@@ -54,6 +55,7 @@ def test_interrupted_run_resumes_exactly(tmp_path, tokenizer_path, docs_dataset)
     assert pretrain(parts)["step"] == 6 and len(read_log(tmp_path / "parts")) == 6
 
 
+@pytest.mark.slow
 def test_learning_beats_the_unigram_baseline(tmp_path, tokenizer_path, documents):
     """The loop can fit a small corpus: the loss must fall well below the best context-free (unigram) loss, which
     only a model that uses the preceding tokens (causal attention over packed, correctly shifted data) can do."""
@@ -84,6 +86,7 @@ def test_guards_stop_before_step_one(tmp_path, tokenizer_path, documents):
     assert not (tmp_path / "r1").exists() and not (tmp_path / "r2").exists()  # nothing ran, nothing written
 
 
+@pytest.mark.slow
 def test_nan_loss_stops_with_step_and_last_checkpoint(tmp_path, tokenizer_path, docs_dataset, monkeypatch):
     calls = {"n": 0}
     original = Transformer.forward
@@ -125,6 +128,7 @@ def test_lr_schedules():
         ModelSection(preset="13b")
 
 
+@pytest.mark.slow
 def test_entry_points_with_a_config_object(tmp_path, tokenizer_path, docs_dataset, capsys):
     from train.cli import eval_command, train_command
 
@@ -155,7 +159,6 @@ def test_entry_points_with_a_config_object(tmp_path, tokenizer_path, docs_datase
 
 def test_python_m_train_reads_pipeline_toml(tmp_path, tokenizer_path, docs_dataset):
     """`python -m train pretrain --config ... --set ...` (what torchrun runs) through the real config loader."""
-    pytest.importorskip("pipeline.config")
     from train.__main__ import main
 
     (tmp_path / "work" / "tokenize").mkdir(parents=True)

@@ -273,6 +273,8 @@ class DpoSection(_FinetuneSection):
 
 
 class TrainSection(BaseModel):
+    """The trainer's runs: pretraining, then SFT, then DPO."""
+
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     pretrain: PretrainSection = Field(default_factory=PretrainSection)
