@@ -93,15 +93,19 @@ class SourceSection(_Strict):
     """Unique name; becomes the `source` column and the first part of every document id."""
     path: str
     """A file, a folder (read recursively) or a glob, relative to the config file."""
-    format: Literal["jsonl", "parquet", "warc", "text"]
+    format: Literal["jsonl", "parquet", "warc", "text", "wikipedia", "arxiv", "pdf", "epub"]
     text_field: str = "text"
     id_field: str | None = None
     url_field: str | None = None
     kind: Literal["text", "code"] = "text"
     weight: float = Field(1.0, ge=0)
     """Mixture weight used when sampling for the tokenizer and training."""
-    text_mode: Literal["file", "blocks"] = "file"
-    """format = "text": one document per file, or one per blank-line-separated block."""
+    text_mode: Literal["file", "blocks", "chapter"] = "file"
+    """format = "text": one document per file, or one per blank-line-separated block; format = "epub": one per
+    book ("file") or one per chapter ("chapter")."""
+    wiki_variant: Literal["zh-hans", "zh-hant", "zh-cn", "zh-tw", "zh-hk", "zh-sg", "zh-mo", "zh-my"] | None = None
+    """format = "wikipedia": the script variant that Chinese Wikipedia's -{zh-hans:...;zh-hant:...}- markup is
+    resolved to (none: the markup is left as it is)."""
     glob: str | None = None
     """Only files matching this pattern, relative to a folder `path`: "*.py" matches the top level only,
     "**/*.py" every subfolder too."""
