@@ -6,6 +6,8 @@ start a new line, `<script>`/`<style>` are dropped. Title and author come from t
 
 ebooklib refuses a whole book when one file the manifest lists is missing from the archive; the reader here
 records the missing file instead and gives it as a `missing_chapter` record, so the other chapters are kept.
+Manifest items that point at an anchor inside a file (`part.xhtml#o12`, as sisu writes them) are read as that file,
+once.
 """
 
 from __future__ import annotations
@@ -89,6 +91,9 @@ class _TolerantReader(epub.EpubReader):
         self.missing: set[str] = set()
 
     def read_file(self, name):
+        # Some generators (sisu) list one manifest item per anchor, "chapter.xhtml#o12": the file is the part
+        # before "#" (read_epub reads each file once).
+        name = name.split("#", 1)[0]
         try:
             return super().read_file(name)
         except KeyError:
@@ -111,11 +116,15 @@ def read_epub(stream: IO[bytes] | str, text_mode: str = "book") -> list[Extracte
     book = reader.load()
     title, author = _metadata(book, "title"), _metadata(book, "creator")
     chapters: list[Extracted] = []
+    seen: set[str] = set()
     for number, (idref, _linear) in enumerate(book.spine, start=1):
         item = book.get_item_with_id(idref)
         if item is None or item.get_type() != ITEM_DOCUMENT or isinstance(item, epub.EpubNav):
             continue
-        name = epub.zip_path.normpath(epub.zip_path.join(reader.opf_dir, item.get_name()))
+        name = epub.zip_path.normpath(epub.zip_path.join(reader.opf_dir, item.get_name().split("#", 1)[0]))
+        if name in seen:  # another anchor of a file already read
+            continue
+        seen.add(name)
         if name in reader.missing:
             chapters.append(Extracted(record=number, text="", error="missing_chapter", title=title, author=author))
             continue
