@@ -336,7 +336,11 @@ class IngestReader(PipelineStep):
 
     def _pdf(self, src, folder, rel):
         with folder.open(rel, "rb") as f:
-            yield self._extracted(src, rel, pdf.extract_pdf(f))
+            record = pdf.extract_pdf(f)
+        if record.repaired:
+            logger.warning(f"ingest: {src.base}/{rel}: damaged PDF (cross-reference table) rebuilt with pypdf")
+            self.stat_update("pdf_repaired")
+        yield self._extracted(src, rel, record)
 
     def _epub(self, src, folder, rel):
         with folder.open(rel, "rb") as f:

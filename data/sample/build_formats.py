@@ -10,6 +10,7 @@ What it writes (see SOURCES.md for licences):
     formats/papers/thuthesis-example.tar.gz          LaTeX source as an arXiv-style tarball (\\input chain)
     formats/papers/quantum-template/                 LaTeX source as a folder
     formats/pdf/xpinyin.pdf                          a Chinese PDF (XeLaTeX output with a text layer)
+    formats/pdf/xiantu-ancient.pdf                   a PDF page that is only a scanned image (no text layer)
     formats/books/live-manual.en.epub                an EPUB book
 
 Deterministic: pinned versions, sorted members, tar/gzip times set to 0, a fixed page selection.
@@ -39,6 +40,7 @@ DEBS = {
 GENSIM = "gensim==4.4.0"
 WIKI_IN_WHEEL = "gensim/test/test_data/enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2"
 TEXDOC = "usr/share/doc/texlive-doc/latex"
+SCAN_PDF = "usr/share/doc/texlive-doc/support/asymptote-by-example-zh-cn/src/xiantu-ancient.pdf"
 PAGES_PER_STREAM = 10  # Wikimedia's multistream dumps put 100 pages in each bz2 stream; fewer here, same form
 MAX_ARTICLE_CHARS = 12_000  # small articles only, to keep the file small
 ARTICLES = 16
@@ -159,6 +161,10 @@ def main() -> None:
         shutil.copyfile(
             os.path.join(got["texlive-lang-chinese"], TEXDOC, "xpinyin", "xpinyin.pdf"),
             os.path.join(args.out, "pdf", "xpinyin.pdf"),
+        )
+        # one page that is a raster image only (a scan of the ancient 弦图 diagram): no text layer
+        shutil.copyfile(
+            os.path.join(got["texlive-lang-chinese"], SCAN_PDF), os.path.join(args.out, "pdf", "xiantu-ancient.pdf")
         )
         os.makedirs(os.path.join(args.out, "books"), exist_ok=True)
         shutil.copyfile(

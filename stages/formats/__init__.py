@@ -25,3 +25,4 @@ class Extracted:
     url: str | None = None
     title: str | None = None
     author: str | None = None
+    repaired: bool = False  # the file was damaged and the library rebuilt it before reading (counted in stats)

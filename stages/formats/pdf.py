@@ -7,11 +7,14 @@ break), other lines with a space, and a word hyphenated at the line end is rejoi
 
 A PDF whose pages have no text layer (a scan) gives `no_text_layer`; characters pdfminer cannot map to Unicode come
 out as `(cid:N)` and are dropped. pdfminer rebuilds a broken cross-reference table by scanning the file for objects
-(its fallback parser), so a PDF with a damaged xref is read when its objects are intact.
+(its fallback parser); when that fails too (objects inside object streams, which its fallback does not index),
+pypdf's non-strict reader rebuilds the file and pdfminer reads the rebuilt copy (`repaired`). A file neither can
+parse raises, and ingest names it in `failed_files`.
 """
 
 from __future__ import annotations
 
+import io
 import re
 from typing import IO
 
@@ -21,7 +24,9 @@ from pdfminer.pdfdocument import PDFDocument
 from pdfminer.pdfinterp import PDFPageInterpreter, PDFResourceManager
 from pdfminer.pdfpage import PDFPage
 from pdfminer.pdfparser import PDFParser
+from pdfminer.psexceptions import PSException
 from pdfminer.utils import decode_text
+from pypdf import PdfReader, PdfWriter
 
 from stages.formats import Extracted
 
@@ -80,8 +85,22 @@ def extract_pdf(stream: IO[bytes]) -> Extracted:
     """The text of a whole PDF (paragraphs on their own lines, pages separated by a blank line), with its Title
     and Author from the document information. Raises on a file pdfminer cannot parse at all (not a PDF,
     encrypted with a password)."""
-    parser = PDFParser(stream)
-    document = PDFDocument(parser)
+    try:
+        document = PDFDocument(PDFParser(stream))
+        repaired = False
+    except PSException as first:
+        # pdfminer's own fallback rebuilds a table of plain objects but not of objects inside object streams
+        # (PDF 1.5+, what XeTeX and most current tools write); pypdf's non-strict reader rebuilds both, and
+        # the copy it writes has a valid cross-reference table.
+        stream.seek(0)
+        try:
+            fixed = io.BytesIO()
+            PdfWriter(clone_from=PdfReader(stream, strict=False)).write(fixed)
+        except Exception as second:
+            raise ValueError(f"unreadable PDF: pdfminer: {first}; pypdf repair: {second}") from second
+        fixed.seek(0)
+        document = PDFDocument(PDFParser(fixed))
+        repaired = True
     manager = PDFResourceManager(caching=True)
     device = PDFPageAggregator(manager, laparams=LAParams())
     interpreter = PDFPageInterpreter(manager, device)
@@ -93,6 +112,7 @@ def extract_pdf(stream: IO[bytes]) -> Extracted:
             pages.append("\n".join(paragraphs))
     text = "\n\n".join(pages)
     record = Extracted(record=0, text=text, title=_info(document, "Title"), author=_info(document, "Author"))
+    record.repaired = repaired
     if not text.strip():
         record.error = "no_text_layer"
     return record
