@@ -50,6 +50,7 @@ BLOCK_TAGS = {
     "br",
 }
 _SPACES = re.compile(r"[ \t\r\f\v]+")
+_WHITESPACE = re.compile(r"\s+")
 _BLANK_LINES = re.compile(r"\n{3,}")
 
 
@@ -64,21 +65,26 @@ def html_to_text(content: bytes | str) -> str:
         bad.drop_tree()
     parts: list[str] = []
 
-    def walk(el) -> None:
+    def flow(text: str, pre: bool) -> str:
+        # a line break in HTML source is a space, except inside <pre>
+        return text if pre else _WHITESPACE.sub(" ", text)
+
+    def walk(el, pre: bool) -> None:
         tag = el.tag.rsplit("}", 1)[-1].lower() if isinstance(el.tag, str) else ""
+        pre = pre or tag == "pre"
         block = tag in BLOCK_TAGS
         if block:
             parts.append("\n")
         if isinstance(el.tag, str) and el.text:
-            parts.append(el.text)
+            parts.append(flow(el.text, pre))
         for child in el:
-            walk(child)
+            walk(child, pre)
             if child.tail:
-                parts.append(child.tail)
+                parts.append(flow(child.tail, pre))
         if block:
             parts.append("\n")
 
-    walk(root)
+    walk(root, False)
     lines = [_SPACES.sub(" ", line).strip() for line in "".join(parts).split("\n")]
     return _BLANK_LINES.sub("\n\n", "\n".join(line for line in lines if line)).strip()
 
