@@ -7,6 +7,11 @@ Inputs are built from the bundled sample corpus: JSONL (books_zh.jsonl.gz copied
 so that throughput and memory can be compared across sizes: memory per worker must not grow with the input. Every configuration runs as one task on one worker
 (a separate process, so its peak RSS is its own), `--repeats` times; the table gives medians. The reference rows run
 datatrove's own `JsonlReader`/`WarcReader (+ Trafilatura)` -> `ParquetWriter` on the same files in the same run.
+
+The document formats (wikipedia, arxiv, pdf, epub; `--doc-sizes`, default 1 and 4 copies of the sample's file of
+that format) have no datatrove reader to compare with, so their rows are ours only. `--formats` picks what runs:
+
+    .venv/bin/python bench/bench_ingest.py --formats warc wikipedia arxiv pdf epub --warc-sizes 1
 """
 
 from __future__ import annotations
@@ -63,12 +68,23 @@ DATATROVE_REF = textwrap.dedent(
 )
 
 
+SAMPLE_FILE = {
+    "jsonl": "books_zh.jsonl.gz",
+    "warc": "web.warc.gz",
+    "wikipedia": "formats/wiki/enwiki-sample-multistream.xml.bz2",
+    "arxiv": "formats/papers/thuthesis-example.tar.gz",
+    "pdf": "formats/pdf/xpinyin.pdf",
+    "epub": "formats/books/live-manual.en.epub",
+}
+STOCK_READER = {"jsonl", "warc"}  # formats datatrove has a reader for
+
+
 def make_input(root: Path, fmt: str, copies: int) -> Path:
     d = root / f"{fmt}_{copies}"
     d.mkdir(parents=True)
-    name = {"jsonl": "books_zh.jsonl.gz", "warc": "web.warc.gz"}[fmt]
+    name = Path(SAMPLE_FILE[fmt]).name
     for i in range(copies):
-        shutil.copy(SAMPLE / name, d / f"{i:03d}_{name}")
+        shutil.copy(SAMPLE / SAMPLE_FILE[fmt], d / f"{i:03d}_{name}")
     return d
 
 
@@ -93,17 +109,20 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--jsonl-sizes", type=int, nargs="+", default=[4, 32])
     ap.add_argument("--warc-sizes", type=int, nargs="+", default=[1, 4])
+    ap.add_argument("--doc-sizes", type=int, nargs="+", default=[1, 4], help="copies for wikipedia/arxiv/pdf/epub")
+    ap.add_argument("--formats", nargs="+", default=["jsonl", "warc"], choices=sorted(SAMPLE_FILE))
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        plan = [("jsonl", n) for n in args.jsonl_sizes] + [("warc", n) for n in args.warc_sizes]
+        sizes = {"jsonl": args.jsonl_sizes, "warc": args.warc_sizes}
+        plan = [(fmt, n) for fmt in args.formats for n in sizes.get(fmt, args.doc_sizes)]
         for fmt, copies in plan:
             folder = make_input(tmp / "in", fmt, copies)
             in_bytes = sum(f.stat().st_size for f in folder.iterdir())
-            for impl in ("mapcc ingest", "datatrove stock"):
+            for impl in ("mapcc ingest", "datatrove stock") if fmt in STOCK_READER else ("mapcc ingest",):
                 runs = []
                 for r in range(args.repeats):
                     work = tmp / f"w_{copies}_{fmt}_{impl.split()[0]}_{r}"

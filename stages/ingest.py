@@ -2,7 +2,8 @@
 
 Formats: JSONL (plain, .gz, .zst, any compression fsspec infers), Parquet, WARC (HTML responses, text extracted
 with trafilatura after charset detection; WET conversion records as they are), and plain text files (one document
-per file or per blank-line block). Ids are `<source>:<file relative to the source>:<line or record number>` (or
+per file or per blank-line block), plus the document formats of `stages/formats/` (MediaWiki dumps, LaTeX
+sources, PDF, EPUB). Ids are `<source>:<file relative to the source>:<line or record number>` (or
 `<source>:<id_field value>`), so they are the same on every rerun whatever the number of tasks: tasks split the
 work by whole files.
 
