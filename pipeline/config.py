@@ -110,6 +110,16 @@ class SourceSection(_Strict):
     """Only files matching this pattern, relative to a folder `path`: "*.py" matches the top level only,
     "**/*.py" every subfolder too."""
 
+    @model_validator(mode="after")
+    def _options_fit_format(self):
+        # a mode another format reads differently would otherwise be taken silently ("chapter" as "blocks")
+        modes = {"text": ("file", "blocks"), "epub": ("file", "chapter")}.get(self.format, ("file",))
+        if self.text_mode not in modes:
+            raise ValueError(f"text_mode {self.text_mode!r} does not apply to format {self.format!r} (use {modes})")
+        if self.wiki_variant and self.format != "wikipedia":
+            raise ValueError(f"wiki_variant applies to format 'wikipedia' only, not {self.format!r}")
+        return self
+
 
 class StagesSection(_Strict):
     ingest: IngestConfig = Field(default_factory=IngestConfig)

@@ -81,6 +81,7 @@ def test_paper_units_group_folders():
     files = ["a.tar.gz", "b/main.tex", "b/sections/intro.tex", "b/fig.pdf", "c.tgz", "notes.txt"]
     assert paper_units(files) == ["a.tar.gz", "b", "c.tgz"]
     assert paper_units(["main.tex", "intro.tex"]) == ["."]
+    assert paper_units(["b/main.tex", "b/refs.bib.gz", "d.gz"]) == ["b", "d.gz"]  # a paper's own .gz is not a paper
 
 
 def test_ingest_real_papers_and_damaged_ones(tmp_path):

@@ -112,3 +112,18 @@ def test_truncated_bz2_is_a_failed_file_and_pages_before_the_damage_are_kept(tmp
     assert 0 < read < 25  # the pages before the cut
     assert kept(cfg).filter(pl.col("title") == "Actrius").height == 1
     assert verify(cfg, quiet=True) == []
+
+
+def test_source_options_checked_against_format(tmp_path):
+    from pipeline.config import ConfigError
+
+    for extra, fmt, message in [
+        ('wiki_variant = "zh-hans"', "epub", "wiki_variant applies to format 'wikipedia' only"),
+        ('wiki_variant = "zh"', "wikipedia", "sources.0.wiki_variant"),
+        ('text_mode = "chapter"', "text", "text_mode 'chapter' does not apply to format 'text'"),
+    ]:
+        cfg_path = write_config(tmp_path, f'[[sources]]\nname = "a"\npath = "{DUMP}"\nformat = "{fmt}"\n{extra}\n')
+        with pytest.raises(ConfigError, match=message):
+            load_config(cfg_path)
+    cfg = load_config(write_config(tmp_path, source("a", str(DUMP), "wikipedia", wiki_variant="zh-hant")))
+    assert cfg.sources[0].wiki_variant == "zh-hant"

@@ -196,13 +196,16 @@ ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".gz")
 def paper_units(files: list[str]) -> list[str]:
     """The papers among a source's files: each archive is one; loose files form one paper per first-level
     folder, or one for the folder itself when they lie directly in it (a `path` naming one paper's folder)."""
-    units = set()
+    def folder_of(rel: str) -> str:
+        parts = Path(rel).parts
+        return parts[0] if len(parts) > 1 else "."
+
+    folders = {folder_of(rel) for rel in files if rel.lower().endswith(".tex")}
+    units = set(folders)
     for rel in files:
-        if rel.lower().endswith(ARCHIVE_SUFFIXES):
+        # an archive is a paper unless it lies in a paper's folder (a gzipped file of that paper)
+        if rel.lower().endswith(ARCHIVE_SUFFIXES) and folder_of(rel) not in folders:
             units.add(rel)
-        elif rel.lower().endswith(".tex"):
-            parts = Path(rel).parts
-            units.add(parts[0] if len(parts) > 1 else ".")
     return sorted(units)
 
 
