@@ -196,6 +196,7 @@ ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".gz")
 def paper_units(files: list[str]) -> list[str]:
     """The papers among a source's files: each archive is one; loose files form one paper per first-level
     folder, or one for the folder itself when they lie directly in it (a `path` naming one paper's folder)."""
+
     def folder_of(rel: str) -> str:
         parts = Path(rel).parts
         return parts[0] if len(parts) > 1 else "."
