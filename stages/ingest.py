@@ -311,8 +311,8 @@ class IngestReader(PipelineStep):
         """A document from a format module's record: same ids, normalization and removed/ routing as the other
         formats, plus the title and author the document formats carry."""
         doc = self._doc(src, rel, record.record, record.text, url=record.url, error=record.error)
-        doc.metadata["title"] = record.title
-        doc.metadata["author"] = record.author
+        for key, value in (("title", record.title), ("author", record.author)):
+            doc.metadata[key] = None if value is None else normalize_text(value, self.cfg.unicode_form)
         return doc
 
     def _wikipedia(self, src, folder, rel):
@@ -333,7 +333,8 @@ class IngestReader(PipelineStep):
                 for name in sub.list_files(recursive=True)
                 if name.lower().endswith(".tex") and not _is_hidden(name)
             }
-        yield self._extracted(src, rel, arxiv.extract_paper(files))
+        # a `path` naming one paper's folder: the paper is named after the folder, not "."
+        yield self._extracted(src, Path(src.base).name if rel == "." else rel, arxiv.extract_paper(files))
 
     def _pdf(self, src, folder, rel):
         with folder.open(rel, "rb") as f:

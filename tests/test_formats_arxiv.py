@@ -109,3 +109,9 @@ def test_ingest_real_papers_and_damaged_ones(tmp_path):
     assert Counter(zip(rm["id"], rm["reason"])) == {("p:chapters-only.tar.gz", "no_main_tex"): 1}
     assert "学位论文的研究主题切忌过大" in rm["text"][0]  # the chapters' text is kept in removed/
     assert verify(cfg, quiet=True) == []
+
+
+def test_path_naming_one_paper_folder(tmp_path):
+    cfg, _ = run_ingest(write_config(tmp_path, source("p", str(PAPERS / "quantum-template"), "arxiv")))
+    df = kept(cfg)
+    assert list(df["id"]) == ["p:quantum-template"] and df["author"][0].startswith("Lídia del Rio")
