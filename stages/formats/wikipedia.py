@@ -28,7 +28,7 @@ from mwparserfromhell.nodes import ExternalLink, Heading, HTMLEntity, Tag, Text,
 from stages.formats import Extracted
 
 # Templates that mark a disambiguation page (English and Chinese Wikipedia; matched case-insensitively, with
-# spaces and underscores treated alike).
+# spaces and underscores treated alike). Set index articles ({{set index article}}, {{shipindex}}) are articles.
 DISAMBIGUATION_TEMPLATES = {
     "disambiguation",
     "disambig",
@@ -41,9 +41,6 @@ DISAMBIGUATION_TEMPLATES = {
     "mil-unit-dis",
     "school disambiguation",
     "hospital disambiguation",
-    "mountainindex",
-    "set index article",
-    "shipindex",
     "消歧义",
     "消歧義",
     "消歧异",
