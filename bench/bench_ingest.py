@@ -7,6 +7,14 @@ Inputs are built from the bundled sample corpus: JSONL (books_zh.jsonl.gz copied
 so that throughput and memory can be compared across sizes: memory per worker must not grow with the input. Every configuration runs as one task on one worker
 (a separate process, so its peak RSS is its own), `--repeats` times; the table gives medians. The reference rows run
 datatrove's own `JsonlReader`/`WarcReader (+ Trafilatura)` -> `ParquetWriter` on the same files in the same run.
+
+The document formats (wikipedia, arxiv, pdf, epub; `--doc-sizes`, default 1 and 4 copies of the sample's file of
+that format) have no datatrove reader to compare with, so their rows are ours only. `--formats` picks what runs:
+
+    .venv/bin/python bench/bench_ingest.py --formats warc wikipedia arxiv pdf epub --warc-sizes 1
+
+Those sample files are small, so the rows above are mostly process start; `--extraction` adds a table of the
+extraction functions alone (stages/formats/, in this process, no pipeline), the sample file read `--repeats` times.
 """
 
 from __future__ import annotations
@@ -63,12 +71,23 @@ DATATROVE_REF = textwrap.dedent(
 )
 
 
+SAMPLE_FILE = {
+    "jsonl": "books_zh.jsonl.gz",
+    "warc": "web.warc.gz",
+    "wikipedia": "formats/wiki/enwiki-sample-multistream.xml.bz2",
+    "arxiv": "formats/papers/thuthesis-example.tar.gz",
+    "pdf": "formats/pdf/xpinyin.pdf",
+    "epub": "formats/books/live-manual.en.epub",
+}
+STOCK_READER = {"jsonl", "warc"}  # formats datatrove has a reader for
+
+
 def make_input(root: Path, fmt: str, copies: int) -> Path:
     d = root / f"{fmt}_{copies}"
     d.mkdir(parents=True)
-    name = {"jsonl": "books_zh.jsonl.gz", "warc": "web.warc.gz"}[fmt]
+    name = Path(SAMPLE_FILE[fmt]).name
     for i in range(copies):
-        shutil.copy(SAMPLE / name, d / f"{i:03d}_{name}")
+        shutil.copy(SAMPLE / SAMPLE_FILE[fmt], d / f"{i:03d}_{name}")
     return d
 
 
@@ -79,6 +98,51 @@ def config_for(folder: Path, fmt: str, workdir: Path) -> Path:
     cfg = workdir.parent / f"{workdir.name}.toml"
     cfg.write_text(f'[run]\nworkdir = "{workdir}"\n[executor]\ntasks = 1\nworkers = 1\n\n{source}')
     return cfg
+
+
+def extraction_rates(repeats: int) -> list[str]:
+    """Seconds per sample file and MB/s of extracted text for each document format's pure extraction."""
+    import bz2
+    import io
+    import time
+
+    from pdfminer.pdfpage import PDFPage
+
+    from stages.formats import arxiv, epub, pdf, wikipedia
+
+    def run_wiki(data):
+        return [r.text for r in wikipedia.read_dump(bz2.BZ2File(io.BytesIO(data)))]
+
+    def run_arxiv(data):
+        return [arxiv.extract_paper(arxiv.archive_files(data)).text]
+
+    def run_pdf(data):
+        return [pdf.extract_pdf(io.BytesIO(data)).text]
+
+    def run_epub(data):
+        return [r.text for r in epub.read_epub(io.BytesIO(data), "book")]
+
+    units = {"wikipedia": "pages", "arxiv": "papers", "pdf": "pages", "epub": "books"}
+    runners = {"wikipedia": run_wiki, "arxiv": run_arxiv, "pdf": run_pdf, "epub": run_epub}
+    lines = [
+        "| format | sample file | file KB | records | text KB | seconds per file (median) | text MB/s |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for fmt, fn in runners.items():
+        data = (SAMPLE / SAMPLE_FILE[fmt]).read_bytes()
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            texts = fn(data)
+            times.append(time.perf_counter() - t)
+        secs = statistics.median(times)
+        text_bytes = sum(len(x.encode("utf-8")) for x in texts)
+        records = len(list(PDFPage.get_pages(io.BytesIO(data)))) if fmt == "pdf" else len(texts)
+        lines.append(
+            f"| {fmt} | `{Path(SAMPLE_FILE[fmt]).name}` | {len(data) / 1024:.0f} | {records} {units[fmt]} | "
+            f"{text_bytes / 1024:.0f} | {secs:.3f} | {text_bytes / 2**20 / secs:.2f} |"
+        )
+    return lines
 
 
 def measure(cmd: list[str]) -> dict:
@@ -93,17 +157,21 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--jsonl-sizes", type=int, nargs="+", default=[4, 32])
     ap.add_argument("--warc-sizes", type=int, nargs="+", default=[1, 4])
+    ap.add_argument("--doc-sizes", type=int, nargs="+", default=[1, 4], help="copies for wikipedia/arxiv/pdf/epub")
+    ap.add_argument("--formats", nargs="+", default=["jsonl", "warc"], choices=sorted(SAMPLE_FILE))
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument("--extraction", action="store_true", help="also time the document formats' extraction alone")
     args = ap.parse_args()
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        plan = [("jsonl", n) for n in args.jsonl_sizes] + [("warc", n) for n in args.warc_sizes]
+        sizes = {"jsonl": args.jsonl_sizes, "warc": args.warc_sizes}
+        plan = [(fmt, n) for fmt in args.formats for n in sizes.get(fmt, args.doc_sizes)]
         for fmt, copies in plan:
             folder = make_input(tmp / "in", fmt, copies)
             in_bytes = sum(f.stat().st_size for f in folder.iterdir())
-            for impl in ("mapcc ingest", "datatrove stock"):
+            for impl in ("mapcc ingest", "datatrove stock") if fmt in STOCK_READER else ("mapcc ingest",):
                 runs = []
                 for r in range(args.repeats):
                     work = tmp / f"w_{copies}_{fmt}_{impl.split()[0]}_{r}"
@@ -145,6 +213,9 @@ def main() -> None:
             f"| {r['input']} | {r['impl']} | {r['docs']:,} | {r['text_mb']:.1f} | {r['seconds']:.2f} | "
             f"{r['docs_per_s']:,.0f} | {r['mb_per_s']:.2f} | {r['rss_mb']:.0f} |"
         )
+    if args.extraction:
+        sys.path.insert(0, str(REPO))
+        lines += ["", f"Extraction alone (median of {args.repeats}):", "", *extraction_rates(args.repeats)]
     text = "\n".join(lines)
     emit(text, args.out)
 

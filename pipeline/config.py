@@ -114,8 +114,9 @@ class SourceSection(_Strict):
     """Unique name; becomes the `source` column and the first part of every document id."""
     path: str
     """A file, a folder (read recursively) or a glob, relative to the config file."""
-    format: Literal["jsonl", "parquet", "warc", "text"]
-    """jsonl (plain, .gz or .zst) | parquet | warc | text."""
+    format: Literal["jsonl", "parquet", "warc", "text", "wikipedia", "arxiv", "pdf", "epub"]
+    """jsonl (plain, .gz or .zst) | parquet | warc | text | wikipedia (MediaWiki XML dump, plain or bz2) | arxiv
+    (LaTeX source: a .tar.gz per paper or a folder) | pdf | epub."""
     text_field: str = "text"
     """jsonl/parquet: the field holding the text."""
     id_field: str | None = None
@@ -126,11 +127,25 @@ class SourceSection(_Strict):
     """text | code: code documents skip langid and the language filters, and get the code rules instead."""
     weight: float = Field(1.0, ge=0)
     """Mixture weight used when sampling for the tokenizer and training."""
-    text_mode: Literal["file", "blocks"] = "file"
-    """format = "text": one document per file, or one per blank-line-separated block."""
+    text_mode: Literal["file", "blocks", "chapter"] = "file"
+    """format = "text": one document per file, or one per blank-line-separated block; format = "epub": one per
+    book ("file") or one per chapter ("chapter")."""
+    wiki_variant: Literal["zh-hans", "zh-hant", "zh-cn", "zh-tw", "zh-hk", "zh-sg", "zh-mo", "zh-my"] | None = None
+    """format = "wikipedia": the script variant that Chinese Wikipedia's -{zh-hans:...;zh-hant:...}- markup is
+    resolved to (none: the markup is left as it is)."""
     glob: str | None = None
     """Only files matching this pattern, relative to a folder `path`: "*.py" matches the top level only,
     "**/*.py" every subfolder too."""
+
+    @model_validator(mode="after")
+    def _options_fit_format(self):
+        # a mode another format reads differently would otherwise be taken silently ("chapter" as "blocks")
+        modes = {"text": ("file", "blocks"), "epub": ("file", "chapter")}.get(self.format, ("file",))
+        if self.text_mode not in modes:
+            raise ValueError(f"text_mode {self.text_mode!r} does not apply to format {self.format!r} (use {modes})")
+        if self.wiki_variant and self.format != "wikipedia":
+            raise ValueError(f"wiki_variant applies to format 'wikipedia' only, not {self.format!r}")
+        return self
 
 
 class StagesSection(_Strict):

@@ -2,7 +2,8 @@
 
 Formats: JSONL (plain, .gz, .zst, any compression fsspec infers), Parquet, WARC (HTML responses, text extracted
 with trafilatura after charset detection; WET conversion records as they are), and plain text files (one document
-per file or per blank-line block). Ids are `<source>:<file relative to the source>:<line or record number>` (or
+per file or per blank-line block), plus the document formats of `stages/formats/` (MediaWiki dumps, LaTeX
+sources, PDF, EPUB). Ids are `<source>:<file relative to the source>:<line or record number>` (or
 `<source>:<id_field value>`), so they are the same on every rerun whatever the number of tasks: tasks split the
 work by whole files.
 
@@ -33,6 +34,7 @@ from pydantic import Field
 from tqdm import tqdm
 
 from stages.base import Phase, StageConfig, StageContext
+from stages.formats import Extracted, arxiv, epub, pdf, wikipedia
 
 
 class IngestConfig(StageConfig):
@@ -159,12 +161,16 @@ class SourceSpec:
     url_field: str | None
     kind: str
     text_mode: str
+    wiki_variant: str | None = None
 
     def list_files(self) -> list[str]:
         if self.files is not None:
             return list(self.files)
         folder = get_datafolder(self.base)
-        return [f for f in folder.list_files(recursive=True, glob_pattern=self.pattern) if not _is_hidden(f)]
+        files = [f for f in folder.list_files(recursive=True, glob_pattern=self.pattern) if not _is_hidden(f)]
+        if self.format == "arxiv":  # a paper is an archive or a folder of files: one unit of work each
+            return arxiv.paper_units(files)
+        return files
 
 
 def _is_hidden(rel: str) -> bool:
@@ -182,6 +188,7 @@ def resolve_source(src, cfg) -> SourceSpec:
         url_field=src.url_field,
         kind=src.kind,
         text_mode=src.text_mode,
+        wiki_variant=src.wiki_variant,
     )
     if globlib.has_magic(raw):
         full = str(cfg.path(raw))
@@ -263,7 +270,16 @@ class IngestReader(PipelineStep):
 
     def _read(self, src: SourceSpec, rel: str) -> Iterator[Document]:
         folder = get_datafolder(src.base)
-        reader = {"jsonl": self._jsonl, "parquet": self._parquet, "warc": self._warc, "text": self._text}
+        reader = {
+            "jsonl": self._jsonl,
+            "parquet": self._parquet,
+            "warc": self._warc,
+            "text": self._text,
+            "wikipedia": self._wikipedia,
+            "arxiv": self._arxiv,
+            "pdf": self._pdf,
+            "epub": self._epub,
+        }
         yield from reader[src.format](src, folder, rel)
 
     def _doc(self, src: SourceSpec, rel: str, line: int, text, rid=None, url=None, error: str | None = None):
@@ -292,6 +308,48 @@ class IngestReader(PipelineStep):
         if error:
             meta["filter_reason"] = error
         return Document(text=text, id=doc_id, metadata=meta)
+
+    def _extracted(self, src: SourceSpec, rel: str, record: Extracted) -> Document:
+        """A document from a format module's record: same ids, normalization and removed/ routing as the other
+        formats, plus the title and author the document formats carry."""
+        doc = self._doc(src, rel, record.record, record.text, url=record.url, error=record.error)
+        for key, value in (("title", record.title), ("author", record.author)):
+            doc.metadata[key] = None if value is None else normalize_text(value, self.cfg.unicode_form)
+        return doc
+
+    def _wikipedia(self, src, folder, rel):
+        if "multistream-index" in rel:  # the offsets file that sits beside a multistream dump: not pages
+            return
+        with open_decompressed(folder, rel) as f:
+            for record in wikipedia.read_dump(f, src.wiki_variant):
+                yield self._extracted(src, rel, record)
+
+    def _arxiv(self, src, folder, rel):
+        if rel.lower().endswith(arxiv.ARCHIVE_SUFFIXES):
+            with folder.open(rel, "rb") as f:
+                files = arxiv.archive_files(f.read())
+        else:  # a paper's folder: its .tex files, by path inside it
+            sub = get_datafolder(str(Path(src.base) / rel))
+            files = {
+                name: arxiv.decode_tex(sub.open(name, "rb").read())
+                for name in sub.list_files(recursive=True)
+                if name.lower().endswith(".tex") and not _is_hidden(name)
+            }
+        # a `path` naming one paper's folder: the paper is named after the folder, not "."
+        yield self._extracted(src, Path(src.base).name if rel == "." else rel, arxiv.extract_paper(files))
+
+    def _pdf(self, src, folder, rel):
+        with folder.open(rel, "rb") as f:
+            record = pdf.extract_pdf(f)
+        if record.repaired:
+            logger.warning(f"ingest: {src.base}/{rel}: damaged PDF (cross-reference table) rebuilt with pypdf")
+            self.stat_update("pdf_repaired")
+        yield self._extracted(src, rel, record)
+
+    def _epub(self, src, folder, rel):
+        with folder.open(rel, "rb") as f:
+            for record in epub.read_epub(f, "chapter" if src.text_mode == "chapter" else "book"):
+                yield self._extracted(src, rel, record)
 
     def _jsonl(self, src, folder, rel):
         with open_decompressed(folder, rel) as f:
@@ -393,6 +451,10 @@ class IngestErrors(BaseFilter):
 
 
 REMOVED_COLUMNS = [pa.field("source_file", pa.string()), pa.field("source_line", pa.int64())]
+# Columns the document formats fill; declared only when a source has such a format, so corpora of the other
+# formats keep DESIGN.md's schema unchanged.
+DOCUMENT_FORMATS = {"wikipedia", "arxiv", "pdf", "epub"}
+DOCUMENT_COLUMNS = [pa.field("title", pa.string()), pa.field("author", pa.string())]
 
 
 def build(ctx: StageContext) -> list[Phase]:
@@ -404,6 +466,7 @@ def build(ctx: StageContext) -> list[Phase]:
     reader = IngestReader(specs, stage_cfg, progress=ctx.workers == 1)
     phase = ctx.standard_phase(
         [IngestErrors()],
+        new_columns=DOCUMENT_COLUMNS if any(s.format in DOCUMENT_FORMATS for s in specs) else None,
         removed_columns=REMOVED_COLUMNS,
         reader=reader,
         max_shard_bytes=stage_cfg.max_shard_mb * 2**20,

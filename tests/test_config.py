@@ -41,7 +41,10 @@ def error_of(path, overrides=(), **kw) -> str:
 def test_repo_config_is_valid():
     cfg = load_config(REPO / "pipeline.toml")
     assert cfg.stages.ingest.enabled
-    assert [s.name for s in cfg.sources] == ["books_zh", "web", "articles_en", "notes_zh", "code"]
+    assert [s.name for s in cfg.sources] == [
+        *("books_zh", "web", "articles_en", "notes_zh", "code"),
+        *("wiki_en", "papers", "pdf_zh", "ebooks"),
+    ]
     assert cfg.stages.langid.keep == ["zh", "en"]
     assert cfg.model.preset == "tiny"
     assert cfg.train.pretrain.out and cfg.train.sft.out and cfg.train.dpo.out

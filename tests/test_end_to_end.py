@@ -47,12 +47,20 @@ def test_run_all_on_sample_corpus(demo_run):
     assert stats["docs_in"] == stats["kept"] + stats["removed"]
     assert stats["failed_files"] == []
     kept = pl.read_parquet(workdir / "ingest" / "kept" / "*.parquet")
-    assert set(kept["source"]) == {"books_zh", "web", "articles_en", "notes_zh", "code"}
+    assert set(kept["source"]) == {
+        *("books_zh", "web", "articles_en", "notes_zh", "code"),
+        *("wiki_en", "papers", "pdf_zh", "ebooks"),  # the document formats
+    }
     assert set(kept.filter(pl.col("source") == "code")["kind"]) == {"code"}
     assert kept["id"].n_unique() == len(kept) == stats["kept"]
-    # the sample's WARC holds a redirect with no body and non-HTML records: removed, with reasons
+    # the sample's WARC holds a redirect with no body and non-HTML records, its wiki dump redirects, disambiguation
+    # and project pages, its PDFs an image-only page: removed, with reasons
     removed = pl.read_parquet(workdir / "ingest" / "removed" / "*.parquet")
-    assert set(removed["reason"]) <= {"not_html", "no_text_extracted", "empty_text"} and len(removed) >= 2
+    assert set(removed["reason"]) <= {
+        *("not_html", "no_text_extracted", "empty_text"),
+        *("wiki_redirect", "wiki_disambiguation", "wiki_not_article", "no_text_layer"),
+    }
+    assert {"wiki_redirect", "no_text_layer"} <= set(removed["reason"]) and len(removed) >= 2
     assert "ingest: done" in r.stderr  # progress is visible
 
 
