@@ -9,6 +9,9 @@ removed instead (reason `too_much_pii`: contact lists, leaked tables), with its 
 Code documents (`kind = "code"`) are searched for `code_types` only, by default emails and IP addresses: the
 numbers in source files are constants, test vectors, hashes and ids whose replacement would break the code and
 protect nobody, while an author's email address or a server's public IP is exactly what should not be trained on.
+
+The document formats' `title` and `author` columns are redacted too (a PDF's author field often holds an email
+address), with the text's detectors; their hits count in `pii_count` like the text's.
 """
 
 from __future__ import annotations
@@ -57,6 +60,9 @@ class PiiConfig(StageConfig):
         return v
 
 
+METADATA_FIELDS = ("title", "author")  # string columns some sources carry beside the text (ingest's document formats)
+
+
 class PiiRedactor(ReportsCounters, BaseFilter):
     """Replaces PII with placeholders and sets `pii_count`; removes documents over `max_per_doc` hits."""
 
@@ -71,16 +77,24 @@ class PiiRedactor(ReportsCounters, BaseFilter):
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         code = doc.metadata.get("kind") == "code"
         types = self.cfg.code_types if code else self.cfg.types
-        spans = pii_rules.find_pii(doc.text, types, public_ip_only=self.cfg.public_ip_only)
+        doc.text, spans = self._redact(doc.text, types)
+        for field in METADATA_FIELDS:
+            value = doc.metadata.get(field)
+            if isinstance(value, str) and value:
+                doc.metadata[field], found = self._redact(value, types)
+                spans += found
         doc.metadata["pii_count"] = len(spans)
         if spans:
-            doc.text = pii_rules.redact(doc.text, spans, self.placeholders)
             self.stat_update("pii_docs_with_pii")
             for s in spans:
                 self.stat_update(f"pii_{s.type}")
         if self.cfg.max_per_doc is not None and len(spans) > self.cfg.max_per_doc:
             return False, "too_much_pii"
         return True
+
+    def _redact(self, text: str, types: list[str]) -> tuple[str, list]:
+        spans = pii_rules.find_pii(text, types, public_ip_only=self.cfg.public_ip_only)
+        return (pii_rules.redact(text, spans, self.placeholders) if spans else text), spans
 
 
 def build(ctx: StageContext) -> list[Phase]:

@@ -17,9 +17,10 @@ from pipeline import runner
 from pipeline.config import ConfigError, load_config
 from pipeline.verify import verify
 from stages import pii_rules as r
+from stages.formats.pdf import extract_pdf
 from stages.io import reported_counters
 from stages.pii import PiiConfig, PiiRedactor
-from tests.conftest import write_config
+from tests.conftest import SAMPLE, write_config
 
 
 def id_card(area: str = "110101", birth: str = "19900307", seq: str = "123") -> str:
@@ -294,3 +295,16 @@ def test_pii_stage_through_runner(tmp_path, zh_docs, en_docs):
     gone = pl.read_parquet(cfg.workdir / "pii" / "removed" / "*.parquet")
     assert gone["reason"].to_list() == ["too_much_pii"] and "1381234" not in gone["text"][0]
     assert verify(cfg, quiet=True) == []
+
+
+def test_title_and_author_columns_are_redacted_too():
+    # the bundled Chinese PDF's Author field is a name and an email address (real metadata, not planted)
+    pdf = next((SAMPLE / "formats" / "pdf").glob("xpinyin*.pdf"))
+    with open(pdf, "rb") as f:
+        rec = extract_pdf(f)
+    assert rec.author and "@" in rec.author
+    doc = Document(text=rec.text[:500], id="p", metadata={"kind": "text", "title": rec.title, "author": rec.author})
+    step = PiiRedactor(PiiConfig())
+    assert step.filter(doc) is True
+    assert "@" not in doc.metadata["author"] and "<EMAIL>" in doc.metadata["author"]
+    assert doc.metadata["pii_count"] >= 1 and reported_counters(step).get("pii_email", 0) >= 1
