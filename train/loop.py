@@ -30,6 +30,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
+from model.grow import embedding_parameters
 from train.checkpoint import rng_state, save_checkpoint, set_rng_state
 from train.runlog import append_row, log_path, plot_loss, truncate_log
 
@@ -171,6 +172,24 @@ def build_optimizer(model: torch.nn.Module, t, fused: bool) -> torch.optim.AdamW
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
     return torch.optim.AdamW(groups, lr=t.lr, betas=(t.beta1, t.beta2), eps=t.eps, fused=fused)
+
+
+def embedding_only_phase(model: torch.nn.Module, steps: int) -> tuple[list[torch.nn.Parameter], Callable[[int], None]]:
+    """The optimizer's parameters (those that require grad now, plus the embeddings and output layer when `steps`),
+    and the `before_step` hook that trains only the embeddings and output layer for the first `steps` steps
+    (Chinese-LLaMA's first stage after vocabulary growth). Parameters outside both are frozen."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    embeds = embedding_parameters(model)
+    optim_params = list({id(p): p for p in trainable + (embeds if steps else [])}.values())
+    for p in model.parameters():
+        p.requires_grad_(any(p is q for q in optim_params))
+
+    def set_phase(step: int) -> None:
+        embed_phase = step <= steps
+        for p in optim_params:
+            p.requires_grad_(any(p is e for e in embeds) if embed_phase else any(p is q for q in trainable))
+
+    return optim_params, set_phase
 
 
 # ---------------------------------------------------------------------------------------------------------------
