@@ -1,4 +1,4 @@
-"""Entry points the `pipeline` command (and `python -m train`) dispatch to.
+"""Entry points the `pipeline` command dispatches to (`pipeline train`, also under torchrun; eval, generate, export).
 
 They need only these attributes of the loaded config: `cfg.run.workdir`, `cfg.model`, `cfg.train`, `cfg.eval` and
 `cfg.path(p)` (a path resolved against the config file's folder).

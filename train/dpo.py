@@ -182,7 +182,7 @@ def run_dpo(job, say=print) -> dict:
                     f"{job.out_dir}: no reference log-probs for some pairs (max_steps raised on resume?); "
                     "start a new run folder"
                 )
-            r = r.to(device)
+            r = r.to(device, non_blocking=True)
             return r[:, 0], r[:, 1]
         with torch.no_grad(), lora_disabled(model) if ref_model is None else nullcontext():
             with autocast:
@@ -199,7 +199,7 @@ def run_dpo(job, say=print) -> dict:
         for m in range(0, n, t.batch_size):
             chunk = idx[m : m + t.batch_size]
             k = len(chunk)
-            x, y = (v.to(device) for v in pair_batch([pairs[i] for i in chunk], pad_id))
+            x, y = (v.to(device, non_blocking=True) for v in pair_batch([pairs[i] for i in chunk], pad_id))
             with autocast:
                 logits, _ = model(x)
             lp, counts = sequence_logps(logits, y)

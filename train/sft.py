@@ -139,7 +139,8 @@ def run_sft(job, say=print) -> dict:
         # summed in float64 on the device: the value the log shows, read only on log steps
         total = torch.zeros((), dtype=torch.float64, device=device)
         for m in range(0, len(batch_rows), t.batch_size):
-            b = {k: v.to(device) for k, v in collate(batch_rows[m : m + t.batch_size], pad_id, t.packing).items()}
+            rows_m = batch_rows[m : m + t.batch_size]
+            b = {k: v.to(device, non_blocking=True) for k, v in collate(rows_m, pad_id, t.packing).items()}
             with rt.autocast:
                 logits, _ = model(b["x"], position_ids=b.get("position_ids"), segment_ids=b.get("segment_ids"))
             loss = F.cross_entropy(logits.float().flatten(0, 1), b["y"].flatten(), ignore_index=IGNORE, reduction="sum")
