@@ -18,6 +18,7 @@ from pipeline.runner import StageError, enabled_stages, input_stage, run_all, st
 from pipeline.status import status_rows
 from pipeline.verify import verify
 from stages.io import list_shards
+from train.runlog import read_log
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     if trained is not None:
         import json
 
-        rows = [json.loads(line) for line in (trained / "log.jsonl").read_text().splitlines() if line.strip()]
+        rows = read_log(trained)
         val = [r for r in rows if r.get("val_loss") is not None]
         run = json.loads((trained / "run.json").read_text()) if (trained / "run.json").exists() else {}
         line = f"pretraining: {rows[-1]['step']} steps, train loss {rows[-1]['loss']:.3f}"

@@ -20,6 +20,7 @@ import polars as pl  # noqa: E402
 from pipeline.config import STAGE_ORDER, Config  # noqa: E402
 from pipeline.runner import CORPUS_STAGES, finalize_stage, stage_dir, stage_state  # noqa: E402
 from stages.io import list_shards  # noqa: E402
+from train.runlog import read_log  # noqa: E402
 
 
 def _finished_corpus_stages(cfg: Config) -> list[tuple[str, dict]]:
@@ -92,10 +93,7 @@ def _training_section(cfg: Config, out_dir: Path) -> list[str]:
     lines: list[str] = []
     for mode in ("pretrain", "sft", "dpo"):
         run_dir = cfg.under_workdir(getattr(cfg.train, mode).out)
-        log = run_dir / "log.jsonl"
-        if not log.exists():
-            continue
-        rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+        rows = read_log(run_dir)
         train = [(r["step"], r["loss"]) for r in rows if r.get("loss") is not None]
         val = [(r["step"], r["val_loss"]) for r in rows if r.get("val_loss") is not None]
         if not train:

@@ -1,4 +1,4 @@
-"""Entry points the `pipeline` command (and `python -m train`) dispatch to.
+"""Entry points the `pipeline` command dispatches to (`pipeline train`, also under torchrun; eval, generate, export).
 
 They need only these attributes of the loaded config: `cfg.run.workdir`, `cfg.model`, `cfg.train`, `cfg.eval` and
 `cfg.path(p)` (a path resolved against the config file's folder).
@@ -9,13 +9,24 @@ from __future__ import annotations
 import json
 import math
 import sys
-from contextlib import nullcontext
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from train.pretrain import PretrainJob, main_guarded
+from train.chat_data import DataError
+from train.data import PackedSequences, ShardsError, TokenDataset, check_datasets, validation_batches
+from train.dpo import run_dpo
+from train.evaluate import load_mc, mc_accuracy, mc_table, text_loss
+from train.export import export
+from train.finetune import FinetuneJob
+from train.generate import generate_text
+from train.loop import Runtime, TrainingDiverged, pick_device, pick_dtype
+from train.pretrain import VALIDATION_SEED, PretrainJob, evaluate, main_guarded
+from train.runlog import read_log
+from train.sft import run_sft
+from train.source import SourceError, load_model
 
 
 def _workdir(cfg: Any) -> Path:
@@ -65,7 +76,6 @@ def _source(cfg: Any, run_dir: str | Path) -> Path:
 def finetune_job(cfg: Any, mode: str):
     """The SFT or DPO run the config describes. SFT starts from train.pretrain.out, DPO from train.sft.out, unless
     init_from says otherwise."""
-    from train.finetune import FinetuneJob
 
     t = getattr(cfg.train, mode)
     default = cfg.train.pretrain.out if mode == "sft" else cfg.train.sft.out
@@ -81,8 +91,6 @@ def finetune_job(cfg: Any, mode: str):
 
 
 def run_finetune(cfg: Any, mode: str, say=print) -> dict:
-    from train.dpo import run_dpo
-    from train.sft import run_sft
 
     job = finetune_job(cfg, mode)
     return (run_sft if mode == "sft" else run_dpo)(job, say=say)
@@ -100,10 +108,6 @@ def train_command(cfg: Any, mode: str) -> int:
             return 1
         return main_guarded(job)
     if mode in ("sft", "dpo"):
-        from train.finetune import SourceError
-        from train.pretrain import TrainingDiverged
-        from train.sft import DataError
-
         try:
             run_finetune(cfg, mode)
         except SourceError as e:
@@ -119,8 +123,6 @@ def train_command(cfg: Any, mode: str) -> int:
 
 def shard_validation(cfg: Any, loaded, data: list[Path], device: torch.device) -> dict:
     """Loss and bits per byte on the valid shards of token datasets (raises ShardsError when they do not fit)."""
-    from train.data import PackedSequences, ShardsError, TokenDataset, check_datasets, validation_batches
-    from train.pretrain import VALIDATION_SEED, Dist, evaluate, pick_dtype
 
     tok, model_cfg = loaded.tokenizer, loaded.model.cfg
     seq_len = min(cfg.eval.seq_len or loaded.seq_len, model_cfg.max_seq_len)
@@ -128,8 +130,7 @@ def shard_validation(cfg: Any, loaded, data: list[Path], device: torch.device) -
     if not valid:
         raise ShardsError(f"no validation shards with more than {seq_len} tokens in {[str(p) for p in data]}")
     check_datasets(valid, tokenizer_sha256=tok.sha256, vocab_size=tok.vocab_size, model_vocab=model_cfg.vocab_size)
-    dtype = pick_dtype("auto", device)
-    autocast = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
+    rt = Runtime(device, pick_dtype("auto", device))
     batches = validation_batches(
         [PackedSequences(ds, seq_len, VALIDATION_SEED) for ds in valid],
         [ds.meta.weight for ds in valid],
@@ -140,7 +141,7 @@ def shard_validation(cfg: Any, loaded, data: list[Path], device: torch.device) -
     )
     piece_bytes = torch.zeros(model_cfg.vocab_size, dtype=torch.float64)
     piece_bytes[: tok.vocab_size] = torch.from_numpy(tok.piece_bytes).double()
-    val_loss, val_bpb = evaluate(loaded.model, batches, piece_bytes.to(device), device, autocast, Dist())
+    val_loss, val_bpb = evaluate(loaded.model, batches, piece_bytes.to(device), rt)
     return {
         "val_loss": val_loss,
         "val_ppl": math.exp(val_loss),
@@ -153,10 +154,6 @@ def eval_command(cfg: Any, run_dir: str | Path) -> int:
     """Evaluate the latest checkpoint of a run folder, a checkpoint file or an exported folder: validation loss and
     bits per byte on token shards (eval.data, else the ones the model was pretrained on) and on held-out text
     (eval.text), and multiple-choice accuracy (eval.tasks). Prints a table per kind, then one JSON object."""
-    from train.data import ShardsError
-    from train.evaluate import load_mc, mc_accuracy, mc_table, text_loss
-    from train.finetune import SourceError, load_model
-    from train.pretrain import pick_device
 
     source = _source(cfg, run_dir)
     try:
@@ -227,10 +224,6 @@ def eval_command(cfg: Any, run_dir: str | Path) -> int:
 
 def generate_command(cfg: Any, run_dir: str | Path, prompt: str) -> int:
     """Sample a continuation (or a chat answer, for SFT/DPO runs or eval.generate.chat = "on") and print it."""
-    from train.finetune import SourceError, load_model
-    from train.generate import generate_text
-    from train.pretrain import pick_device
-    from train.sft import DataError
 
     try:
         loaded = load_model(_source(cfg, run_dir))
@@ -245,8 +238,6 @@ def generate_command(cfg: Any, run_dir: str | Path, prompt: str) -> int:
 
 def export_command(cfg: Any, run_dir: str | Path, hf_dir: str | Path) -> int:
     """Write a Hugging Face LlamaForCausalLM folder (LoRA merged) from a run folder, checkpoint or export."""
-    from train.export import export
-    from train.finetune import SourceError, load_model
 
     try:
         loaded = load_model(_source(cfg, run_dir))
@@ -265,12 +256,6 @@ DEMO_PROMPT = "请介绍一下长城。"
 def demo_after_pretrain(cfg: Any) -> list[str]:
     """`make demo` after pretraining: SFT from the pretraining run's latest checkpoint, DPO from the SFT run, and one
     chat generation; returns summary lines."""
-    import time
-
-    from train.finetune import SourceError, load_model
-    from train.generate import generate_text
-    from train.pretrain import TrainingDiverged
-    from train.sft import DataError
 
     lines = []
     for mode in ("sft", "dpo"):
@@ -281,7 +266,7 @@ def demo_after_pretrain(cfg: Any) -> list[str]:
             lines.append(f"{mode}: failed: {e}")
             return lines
         out = Path(res["out"])
-        rows = [json.loads(x) for x in (out / "log.jsonl").read_text().splitlines() if x.strip()]
+        rows = read_log(out)
         run = json.loads((out / "run.json").read_text())
         line = f"{mode}: {rows[-1]['step']} steps in {time.time() - t0:.0f}s, loss {rows[0]['loss']:.3f} -> {rows[-1]['loss']:.3f}"
         if mode == "sft":

@@ -12,21 +12,27 @@ rewards/margins, rewards/accuracies (share of pairs with chosen reward above rej
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-from train.sft import (
+from model.lora import has_lora, lora_disabled
+from model.vocab import guess_lang
+from train.chat_data import (
     IGNORE,
     ChatTemplate,
     DataError,
-    _message,
     data_files,
     mix_by_ratio,
     normalize_lang,
+    parse_message,
     read_records,
 )
+from train.finetune import RowLoader, finetune, finetune_runtime, start_or_resume
+from train.loop import StepOutput
+from train.source import load_model
 
 
 @dataclass
@@ -63,7 +69,7 @@ def _response_text(where: str, v: object) -> str:
     if isinstance(v, str):
         return v
     if isinstance(v, dict):  # {"role": "assistant", "content": ...} or ShareGPT {"from": "gpt", "value": ...}
-        return _message(where, v)["content"]
+        return parse_message(where, v)["content"]
     raise DataError(f"{where}: chosen and rejected must be text")
 
 
@@ -72,8 +78,6 @@ def load_pairs(
 ) -> tuple[list[Pair], int]:
     """Pairs cut to fit seq_len + 1 tokens (prompt from the left to max_prompt_len, answers from the right); the
     count of pairs dropped because an answer had no token left."""
-    from model.vocab import guess_lang
-
     max_prompt = max_prompt_len or seq_len // 2
     pairs, dropped = [], 0
     for path in data_files(entries):
@@ -84,7 +88,7 @@ def load_pairs(
             if isinstance(p, str):
                 messages = [{"role": "user", "content": p}]
             elif isinstance(p, list) and p:
-                messages = [_message(where, m) for m in p]
+                messages = [parse_message(where, m) for m in p]
             else:
                 raise DataError(f"{where}: prompt must be text or a list of messages")
             if system and messages[0]["role"] != "system":
@@ -120,8 +124,6 @@ def pair_batch(pairs: list[Pair], pad_id: int) -> tuple[torch.Tensor, torch.Tens
 @torch.no_grad()
 def reference_logps(model, pairs: list[Pair], batch_size: int, pad_id: int, device, autocast) -> torch.Tensor:
     """(N, 2) summed log-probs of chosen and rejected under `model` (adapters off), computed once."""
-    from model.lora import lora_disabled
-
     was_training = model.training
     model.eval()
     out = []
@@ -139,17 +141,10 @@ def reference_logps(model, pairs: list[Pair], batch_size: int, pad_id: int, devi
 
 def run_dpo(job, say=print) -> dict:
     """`pipeline train dpo`: start from job.init_from (or resume job.out_dir) and optimise the DPO loss."""
-    from contextlib import nullcontext
-
-    from model.lora import has_lora, lora_disabled
-    from train.finetune import RowLoader, load_model, start_or_resume, train_loop
-    from train.pretrain import pick_device, pick_dtype
-
     t = job.train
+    rt = finetune_runtime(job)
     start = start_or_resume(job, say)
-    device = pick_device(t.device, 0)
-    dtype = pick_dtype(t.dtype, device)
-    autocast = torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else nullcontext()
+    device, autocast = rt.device, rt.autocast
     model = start.model.to(device)
     template = ChatTemplate(start.tokenizer, t.template)
     all_pairs, dropped = load_pairs(job.data, template, start.seq_len, t.max_prompt_len, t.lang_field, t.system)
@@ -181,12 +176,13 @@ def run_dpo(job, say=print) -> dict:
 
     def reference(idx: list[int], x: torch.Tensor, y: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         if ref_table is not None:
-            r = ref_table[idx].to(device)
+            r = ref_table[idx]  # on the CPU: checked before it goes to the device, so no device sync
             if torch.isnan(r).any():
                 raise DataError(
                     f"{job.out_dir}: no reference log-probs for some pairs (max_steps raised on resume?); "
                     "start a new run folder"
                 )
+            r = r.to(device, non_blocking=True)
             return r[:, 0], r[:, 1]
         with torch.no_grad(), lora_disabled(model) if ref_model is None else nullcontext():
             with autocast:
@@ -194,14 +190,16 @@ def run_dpo(job, say=print) -> dict:
             lp, _ = sequence_logps(logits, y)
         return lp[:k], lp[k:]
 
-    def step_fn(model, idx, autocast, device):
+    def forward_backward(idx: list[int]) -> StepOutput:
         n = len(idx)
-        sums = dict.fromkeys(("loss", "dpo", "sft", "rc", "rr", "acc", "lc", "lr"), 0.0)
+        # the metrics are summed in float64 on the device and read only on log steps
+        sums = {k: torch.zeros((), dtype=torch.float64, device=device) for k in ("loss", "dpo", "sft")}
+        sums |= {k: torch.zeros((), dtype=torch.float64, device=device) for k in ("rc", "rr", "acc", "lc", "lr")}
         tokens = 0
         for m in range(0, n, t.batch_size):
             chunk = idx[m : m + t.batch_size]
             k = len(chunk)
-            x, y = (v.to(device) for v in pair_batch([pairs[i] for i in chunk], pad_id))
+            x, y = (v.to(device, non_blocking=True) for v in pair_batch([pairs[i] for i in chunk], pad_id))
             with autocast:
                 logits, _ = model(x)
             lp, counts = sequence_logps(logits, y)
@@ -213,17 +211,16 @@ def run_dpo(job, say=print) -> dict:
             loss = dpo + t.sft_weight * sft if t.sft_weight else dpo
             (loss * k / n).backward()
             w = k / n
-            sums["loss"] += loss.item() * w
-            sums["dpo"] += dpo.item() * w
-            sums["sft"] += sft.item() * w
-            sums["rc"] += chosen_r.mean().item() * w
-            sums["rr"] += rejected_r.mean().item() * w
-            sums["acc"] += (chosen_r > rejected_r).float().mean().item() * w
-            sums["lc"] += pc.mean().item() * w
-            sums["lr"] += pr.mean().item() * w
+            sums["loss"] += loss.detach().double() * w
+            sums["dpo"] += dpo.detach().double() * w
+            sums["sft"] += sft.detach().double() * w
+            sums["rc"] += chosen_r.mean().double() * w
+            sums["rr"] += rejected_r.mean().double() * w
+            sums["acc"] += (chosen_r > rejected_r).float().mean().double() * w
+            sums["lc"] += pc.detach().mean().double() * w
+            sums["lr"] += pr.detach().mean().double() * w
             tokens += x.numel()
-        return {
-            "loss": sums["loss"],
+        metrics = {
             "dpo_loss": sums["dpo"],
             "sft_loss": sums["sft"],
             "rewards/chosen": sums["rc"],
@@ -234,6 +231,7 @@ def run_dpo(job, say=print) -> dict:
             "logps/rejected": sums["lr"],
             "tokens": tokens,
         }
+        return StepOutput(sums["loss"], tokens, metrics)
 
     run_info = {
         "data": [str(p) for p in job.data],
@@ -246,14 +244,13 @@ def run_dpo(job, say=print) -> dict:
         "sft_weight": t.sft_weight,
         "reference": "precomputed" if ref_table is not None else ("lora-base" if ref_model is None else "frozen copy"),
     }
-    return train_loop(
+    return finetune(
         job,
         start,
+        rt,
         loader,
-        step_fn,
+        forward_backward,
         run_info=run_info,
-        extra_state=lambda: {"reference_logps": ref_table} if ref_table is not None else {},
         template=t.template,
-        say=say,
-        device=device,
+        extra_state=lambda: {"reference_logps": ref_table} if ref_table is not None else {},
     )

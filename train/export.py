@@ -21,7 +21,6 @@ from typing import Any
 import torch
 
 from model.config import ModelConfig
-from model.model import Transformer
 from model.tokenizer import Tokenizer
 
 DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16", torch.int64: "I64", torch.int32: "I32"}
@@ -161,7 +160,7 @@ def tokenizer_files(tok: Tokenizer, template: str | None, max_len: int) -> tuple
 
 
 def export(loaded, hf_dir: Path) -> Path:
-    """Write `loaded` (a train.finetune.Loaded with adapters merged) as a Hugging Face folder."""
+    """Write `loaded` (a train.source.Loaded with adapters merged) as a Hugging Face folder."""
     model, tok = loaded.model, loaded.tokenizer
     hf_dir = Path(hf_dir)
     hf_dir.mkdir(parents=True, exist_ok=True)
@@ -180,52 +179,3 @@ def export(loaded, hf_dir: Path) -> Path:
     info = {**loaded.info, "seq_len": loaded.seq_len, "tokenizer_sha256": tok.sha256}
     (hf_dir / "mapcc.json").write_text(json.dumps(info, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return hf_dir
-
-
-def load_export(hf_dir: Path):
-    """A Llama folder (ours, or any single-file LlamaForCausalLM export with a SentencePiece tokenizer.model)."""
-    from train.finetune import Loaded, SourceError
-
-    hf_dir = Path(hf_dir)
-    cfg_path = hf_dir / "config.json"
-    c = json.loads(cfg_path.read_text(encoding="utf-8"))
-    if c.get("model_type") != "llama":
-        raise SourceError(f"{cfg_path}: model_type {c.get('model_type')!r}, only llama folders load here")
-    if c.get("attention_bias") or c.get("mlp_bias") or c.get("rope_scaling"):
-        raise SourceError(f"{cfg_path}: biases or RoPE scaling are not supported by model/model.py")
-    rope = (c.get("rope_parameters") or {}).get("rope_theta", c.get("rope_theta", 10000.0))
-    cfg = ModelConfig(
-        vocab_size=c["vocab_size"],
-        n_layer=c["num_hidden_layers"],
-        n_head=c["num_attention_heads"],
-        n_kv_head=c.get("num_key_value_heads") or c["num_attention_heads"],
-        d_model=c["hidden_size"],
-        ffn_hidden=c["intermediate_size"],
-        max_seq_len=c["max_position_embeddings"],
-        rope_base=float(rope),
-        tie_embeddings=bool(c.get("tie_word_embeddings", False)),
-        norm_eps=c.get("rms_norm_eps", 1e-5),
-    )
-    weights = hf_dir / "model.safetensors"
-    if not weights.is_file():
-        raise SourceError(f"{weights}: missing (only single-file safetensors exports load here)")
-    try:
-        tensors = load_safetensors(weights)
-    except ValueError as e:
-        raise SourceError(str(e)) from None
-    sd = {k.removeprefix("model."): v.float() for k, v in tensors.items()}
-    if cfg.tie_embeddings:
-        sd["lm_head.weight"] = sd["embed_tokens.weight"]
-    model = Transformer(cfg)
-    try:
-        model.load_state_dict(sd)
-    except RuntimeError as e:
-        raise SourceError(f"{weights}: does not match {cfg_path} ({str(e).splitlines()[0]})") from None
-    tok_path = hf_dir / "tokenizer.model"
-    if not tok_path.is_file():
-        raise SourceError(f"{tok_path}: missing (a SentencePiece tokenizer.model is needed)")
-    tok = Tokenizer(tok_path)
-    info_path = hf_dir / "mapcc.json"
-    info = json.loads(info_path.read_text(encoding="utf-8")) if info_path.is_file() else {}
-    info = {**info, "export": str(hf_dir)}
-    return Loaded(model, tok, int(info.get("seq_len") or cfg.max_seq_len), info)

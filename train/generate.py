@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import torch
 
+from train.chat_data import ChatTemplate, DataError
+
 
 def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
     """Logits (vocab,) with everything outside the top k and outside the top-p nucleus set to -inf. The most likely
@@ -63,10 +65,8 @@ def sample(
 
 
 def generate_text(loaded, prompt: str, settings, device: torch.device | None = None) -> tuple[str, bool, int]:
-    """(completion, whether the chat template was used, tokens sampled) for a train.finetune.Loaded model and
+    """(completion, whether the chat template was used, tokens sampled) for a train.source.Loaded model and
     `[eval.generate]` settings."""
-    from train.sft import ChatTemplate, DataError
-
     tok = loaded.tokenizer
     model = loaded.model.to(device or torch.device("cpu"))
     mode = settings.chat

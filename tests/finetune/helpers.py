@@ -1,4 +1,5 @@
-"""Shared helpers for the SFT/DPO/LoRA/export tests (imported explicitly: `from tests.conftest_finetune import ...`).
+"""Helpers for the SFT/DPO/LoRA/export tests (imported by name: `from tests.finetune.helpers import ...`; the
+fixtures built on them are in tests/finetune/conftest.py).
 
 The tokenizer is trained as the tokenizer stage trains it (BPE, byte fallback, identity normalisation, no dummy
 prefix, the four chat control tokens, ids 0-3 unk/bos/eos/pad) on real text: the bundled Chinese books and English
@@ -12,7 +13,6 @@ import gzip
 import json
 from pathlib import Path
 
-import pytest
 import torch
 
 from model.config import ModelConfig
@@ -21,9 +21,7 @@ from model.tokenizer import Tokenizer
 from stages.tokenizer import train_sentencepiece
 from train.checkpoint import save_checkpoint
 
-__all__ = ["chat_tokenizer_path", "start_run"]
-
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "data" / "sample"
 SPECIALS = ["<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
 
@@ -54,11 +52,6 @@ def train_chat_tokenizer(
     return train_sentencepiece(text, path, vocab_size, character_coverage=0.99, special_tokens=specials)
 
 
-@pytest.fixture(scope="session")
-def chat_tokenizer_path(tmp_path_factory) -> Path:
-    return train_chat_tokenizer(tmp_path_factory.mktemp("chat_tok") / "tokenizer.model")
-
-
 def tiny_config(vocab_size: int, **kw) -> ModelConfig:
     fields = dict(n_layer=2, n_head=4, n_kv_head=2, d_model=32, ffn_hidden=64, max_seq_len=128)
     fields.update(kw)
@@ -79,10 +72,3 @@ def write_start_checkpoint(run_dir: Path, tokenizer: Path, *, seed: int = 0, seq
         "data": [],
     }
     return save_checkpoint(run_dir, 10, state, keep_last=1)
-
-
-@pytest.fixture
-def start_run(tmp_path, chat_tokenizer_path) -> Path:
-    run = tmp_path / "pretrain"
-    write_start_checkpoint(run, chat_tokenizer_path)
-    return run

@@ -11,25 +11,27 @@ import torch
 
 from model.model import Transformer
 from model.tokenizer import Tokenizer
-from tests.conftest_finetune import *  # noqa: F403 (fixtures)
-from tests.conftest_finetune import SAMPLE, tiny_config, train_chat_tokenizer
-from train.config import SftSection
-from train.finetune import FinetuneJob, load_model
-from train.sft import (
+from tests.finetune.helpers import SAMPLE, tiny_config, train_chat_tokenizer
+from train.chat_data import (
     ALPACA_PROMPT,
     IGNORE,
     ChatTemplate,
     DataError,
-    Encoded,
-    collate,
-    encode_example,
     encode_segments,
     load_examples,
     mix_by_ratio,
-    pack,
-    run_sft,
     to_example,
 )
+from train.config import SftSection
+from train.finetune import FinetuneJob
+from train.sft import (
+    Encoded,
+    collate,
+    encode_example,
+    pack,
+    run_sft,
+)
+from train.source import load_model
 
 ZH_CHAT = [
     {"role": "system", "content": "你是一个乐于助人的助手。"},

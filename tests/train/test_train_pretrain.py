@@ -13,12 +13,14 @@ import torch
 from model.config import ModelConfig
 from model.model import Transformer
 from model.tokenizer import Tokenizer
-from tests.conftest_train import *  # noqa: F403 (fixtures)
-from tests.conftest_train import make_job, read_log, write_dataset
+from tests.train.helpers import make_job, read_log, write_dataset
+from train import loop
 from train.checkpoint import list_checkpoints, load_checkpoint
 from train.config import EvalSection, ModelSection, PretrainSection, TrainSection
 from train.data import ShardsError
-from train.pretrain import TrainingDiverged, lr_at, pretrain
+from train.loop import TrainingDiverged, lr_at
+from train.pretrain import pretrain
+from train.runlog import LogError
 
 
 @pytest.mark.slow
@@ -107,6 +109,51 @@ def test_nan_loss_stops_with_step_and_last_checkpoint(tmp_path, tokenizer_path, 
     assert read_log(tmp_path / "run")[-1]["step"] == 4
 
 
+def test_nan_found_on_a_log_step_when_not_checked_every_step(tmp_path, tokenizer_path, docs_dataset, monkeypatch):
+    """The GPU policy (no host read per step), run on CPU: a NaN at step 5 is found at the next log or checkpoint
+    step, and nothing is logged or saved from step 5 on."""
+    calls = {"n": 0}
+    original = Transformer.forward
+
+    def poisoned(self, idx, targets=None):
+        logits, loss = original(self, idx, targets)
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] == 5:
+                loss = loss * float("nan")
+        return logits, loss
+
+    monkeypatch.setattr(Transformer, "forward", poisoned)
+    monkeypatch.setattr(loop, "divergence_check_every_step", lambda device: False)
+    job = make_job(tmp_path / "run", tokenizer_path, [docs_dataset], checkpoint_every=2, log_every=3)
+    with pytest.raises(TrainingDiverged, match=r"at step 5 \(found at step 6;.*Last good checkpoint: .*ckpt-0000004"):
+        pretrain(job)
+    assert [p.name for p in list_checkpoints(tmp_path / "run")][-1] == "ckpt-0000004.pt"
+    assert [r["step"] for r in read_log(tmp_path / "run")] == [1, 3]
+    assert all(math.isfinite(r["loss"]) for r in read_log(tmp_path / "run"))
+
+
+def test_resume_after_a_run_killed_while_writing_the_log(tmp_path, tokenizer_path, docs_dataset):
+    """A kill in the middle of a log write leaves a partial last line: it is read as absent, and the resumed run
+    logs the same rows as an uninterrupted one."""
+    whole = make_job(tmp_path / "whole", tokenizer_path, [docs_dataset], eval_every=0)
+    pretrain(whole)
+    parts = make_job(tmp_path / "parts", tokenizer_path, [docs_dataset], eval_every=0)
+    pretrain(parts, stop_after_step=3)
+    log = tmp_path / "parts" / "log.jsonl"
+    full_row = (tmp_path / "whole" / "log.jsonl").read_text().splitlines()[3]  # step 4, as the killed run wrote it
+    with open(log, "a") as f:
+        f.write(full_row[: len(full_row) // 2])
+    assert [r["step"] for r in read_log(tmp_path / "parts")] == [1, 2, 3]
+    pretrain(parts)
+    a, b = read_log(tmp_path / "whole"), read_log(tmp_path / "parts")
+    assert [r["step"] for r in b] == [1, 2, 3, 4, 5, 6]
+    assert [r["loss"] for r in a] == [r["loss"] for r in b]
+    log.write_text(log.read_text().replace('{"step": 2', '{"step": 2,,', 1))  # damage inside the file is an error
+    with pytest.raises(LogError, match=r"parts/log.jsonl:2: not a JSON object"):
+        read_log(tmp_path / "parts")
+
+
 def test_lr_schedules():
     cos = PretrainSection(max_steps=100, warmup=10, lr=1e-3, min_lr=1e-4)
     assert lr_at(1, cos) == pytest.approx(1e-4) and lr_at(10, cos) == pytest.approx(1e-3)
@@ -157,9 +204,10 @@ def test_entry_points_with_a_config_object(tmp_path, tokenizer_path, docs_datase
     assert train_command(cfg, "pretrain") == 1
 
 
-def test_python_m_train_reads_pipeline_toml(tmp_path, tokenizer_path, docs_dataset):
-    """`python -m train pretrain --config ... --set ...` (what torchrun runs) through the real config loader."""
-    from train.__main__ import main
+def test_python_m_pipeline_train_reads_pipeline_toml(tmp_path, tokenizer_path, docs_dataset):
+    """`python -m pipeline train pretrain --config ... --set ...` (what torchrun runs) through the real config
+    loader."""
+    from pipeline.cli import main
 
     (tmp_path / "work" / "tokenize").mkdir(parents=True)
     (tmp_path / "work" / "tokenize" / "docs").symlink_to(docs_dataset)
@@ -190,8 +238,10 @@ progress = false
 """,
         encoding="utf-8",
     )
-    assert main(["pretrain", "--config", str(config), "--set", "train.pretrain.max_steps=2"]) == 0
+    assert main(["train", "pretrain", "--config", str(config), "--set", "train.pretrain.max_steps=2"]) == 0
     rows = read_log(tmp_path / "work" / "runs" / "pretrain")
     assert [r["step"] for r in rows] == [1, 2] and "val_loss" in rows[-1]
     assert (tmp_path / "work" / "runs" / "pretrain" / "ckpt-0000002.pt").is_file()
-    assert main(["pretrain", "--config", str(config), "--set", "train.pretrain.lr=-1"]) == 2  # invalid: refused
+    assert (
+        main(["train", "pretrain", "--config", str(config), "--set", "train.pretrain.lr=-1"]) == 2
+    )  # invalid: refused

@@ -14,11 +14,11 @@ from model.lora import LoRALinear, LoraSpec, apply_lora, has_lora, lora_disabled
 from model.model import Transformer
 from model.tokenizer import Tokenizer
 from model.vocab import merge_vocab
-from tests.conftest_finetune import *  # noqa: F403 (fixtures)
-from tests.conftest_finetune import SAMPLE, tiny_config, train_chat_tokenizer
+from tests.finetune.helpers import SAMPLE, tiny_config, train_chat_tokenizer
 from train.config import SftSection
-from train.finetune import FinetuneJob, load_model
+from train.finetune import FinetuneJob
 from train.sft import run_sft
+from train.source import load_model
 
 
 @pytest.mark.parametrize("tied", [False, True])

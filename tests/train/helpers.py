@@ -1,4 +1,5 @@
-"""Shared helpers for the model/trainer tests (imported explicitly: `from tests.conftest_train import ...`).
+"""Helpers for the trainer tests (imported by name: `from tests.train.helpers import ...`; the fixtures built on
+them are in tests/train/conftest.py).
 
 The text is real: docstrings of Python standard-library modules, so the tokenizer and the tiny models see natural
 English prose with code fragments, not synthetic filler.
@@ -14,16 +15,13 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-import pytest
 import sentencepiece as spm
 
 from model.tokenizer import Tokenizer
 from stages.megatron import IndexedDatasetWriter, build_meta, shard_prefix, write_meta
+from train import runlog
 from train.config import ModelSection, PretrainSection
-from train.pretrain import PretrainJob
-
-# `from tests.conftest_train import *` brings in the fixtures; helpers are imported by name.
-__all__ = ["documents", "tokenizer_path", "docs_dataset"]
+from train.pretrain import PretrainJob, pretrain
 
 STDLIB_MODULES = [
     "argparse",
@@ -101,16 +99,6 @@ def train_sentencepiece(path: Path, docs: list[str], vocab_size: int = 600) -> P
     return path
 
 
-@pytest.fixture(scope="session")
-def documents() -> list[str]:
-    return stdlib_documents()
-
-
-@pytest.fixture(scope="session")
-def tokenizer_path(tmp_path_factory, documents) -> Path:
-    return train_sentencepiece(tmp_path_factory.mktemp("tok") / "tokenizer.model", documents)
-
-
 def write_dataset(
     directory: Path,
     tok: Tokenizer,
@@ -156,15 +144,6 @@ def write_dataset(
     return directory
 
 
-@pytest.fixture(scope="session")
-def docs_dataset(tmp_path_factory, tokenizer_path, documents) -> Path:
-    """The docstring corpus as one dataset: every 10th document held out for validation."""
-    tok = Tokenizer(tokenizer_path)
-    valid = documents[::10]
-    train = [d for i, d in enumerate(documents) if i % 10]
-    return write_dataset(tmp_path_factory.mktemp("tokenize") / "docs", tok, train, valid)
-
-
 TINY_MODEL = dict(preset="tiny", n_layer=2, n_head=4, n_kv_head=2, d_model=32, ffn_hidden=64, max_seq_len=32)
 
 
@@ -196,9 +175,7 @@ def make_job(out_dir: Path, tokenizer: Path, data: list[Path], model: dict | Non
 
 
 def read_log(out_dir: Path) -> list[dict]:
-    import json
-
-    return [json.loads(line) for line in (out_dir / "log.jsonl").read_text().splitlines() if line.strip()]
+    return runlog.read_log(out_dir)
 
 
 def ddp_worker(rank: int, world_size: int, port: int, jobs: list[PretrainJob]) -> None:
@@ -215,8 +192,6 @@ def ddp_worker(rank: int, world_size: int, port: int, jobs: list[PretrainJob]) -
         LOCAL_RANK=str(rank),
         WORLD_SIZE=str(world_size),
     )
-    from train.pretrain import pretrain
-
     try:
         for job in jobs:
             pretrain(job)

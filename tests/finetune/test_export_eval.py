@@ -14,8 +14,8 @@ import torch
 from model.lora import LoRALinear, LoraSpec, apply_lora
 from model.model import Transformer
 from model.tokenizer import Tokenizer
-from tests.conftest_finetune import *  # noqa: F403 (fixtures)
-from tests.conftest_finetune import SAMPLE, tiny_config
+from tests.finetune.helpers import SAMPLE, tiny_config
+from train.chat_data import ChatTemplate
 from train.checkpoint import save_checkpoint
 from train.cli import demo_after_pretrain, eval_command, export_command, generate_command
 from train.config import (
@@ -29,9 +29,8 @@ from train.config import (
 )
 from train.evaluate import McItem, load_mc, mc_accuracy
 from train.export import load_safetensors, save_safetensors
-from train.finetune import load_model
 from train.generate import filter_logits, sample
-from train.sft import ChatTemplate
+from train.source import load_model
 
 TEXT = "长城是中国古代的军事防御工程。The Great Wall was built over many centuries."
 

@@ -10,8 +10,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from tests.conftest_train import *  # noqa: F403 (fixtures)
-from tests.conftest_train import ddp_worker, make_job, read_log
+from tests.train.helpers import ddp_worker, make_job, read_log
 from train.checkpoint import load_checkpoint
 from train.pretrain import pretrain
 

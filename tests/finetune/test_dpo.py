@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from model.tokenizer import Tokenizer
-from tests.conftest_finetune import *  # noqa: F403 (fixtures)
-from tests.conftest_finetune import SAMPLE, tiny_config
+from tests.finetune.helpers import SAMPLE, tiny_config
+from train.chat_data import IGNORE, ChatTemplate, DataError
 from train.config import DpoSection, LoraSection
 from train.dpo import Pair, dpo_loss, load_pairs, pair_batch, run_dpo, sequence_logps
-from train.finetune import FinetuneJob, load_model
-from train.sft import IGNORE, ChatTemplate, DataError
+from train.finetune import FinetuneJob
+from train.source import load_model
 
 
 def test_dpo_loss_against_hand_computed_values():

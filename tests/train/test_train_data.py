@@ -7,8 +7,7 @@ import pytest
 import torch
 
 from model.tokenizer import Tokenizer
-from tests.conftest_train import *  # noqa: F403 (fixtures)
-from tests.conftest_train import token_ids, write_dataset
+from tests.train.helpers import token_ids, write_dataset
 from train.data import Loader, Mixture, PackedSequences, ShardsError, TokenDataset, check_datasets
 
 
