@@ -452,7 +452,7 @@ class IngestErrors(BaseFilter):
 
 REMOVED_COLUMNS = [pa.field("source_file", pa.string()), pa.field("source_line", pa.int64())]
 # Columns the document formats fill; declared only when a source has such a format, so corpora of the other
-# formats keep DESIGN.md's schema unchanged.
+# formats keep the schema of docs/architecture.md unchanged.
 DOCUMENT_FORMATS = {"wikipedia", "arxiv", "pdf", "epub"}
 DOCUMENT_COLUMNS = [pa.field("title", pa.string()), pa.field("author", pa.string())]
 
