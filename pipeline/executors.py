@@ -13,6 +13,7 @@ cluster needed (a one-node Slurm 22.05 and a `ray start --head` runtime, see REA
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 from datatrove.executor import LocalPipelineExecutor, SlurmPipelineExecutor
@@ -114,10 +115,7 @@ def connect_ray(cfg: Config) -> str:
         if largest
         else "no live node"
     )
-    print(
-        f"[pipeline] ray: using the cluster at {in_use} ({len(nodes)} node(s); largest {have})",
-        flush=True,
-    )
+    print(f"[pipeline] ray: using the cluster at {in_use} ({len(nodes)} node(s); largest {have})", file=sys.stderr)
     if not fits:
         raise ExecutorError(
             f"Ray cannot schedule a task: executor.ray asks for {need_cpu} CPU(s) and {need_mem:g} GB "

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,8 @@ from pathlib import Path
 
 from pipeline.config import STAGE_ORDER, Config
 from pipeline.executors import ExecutorError, connect_ray, make_executor, slurm_jobs_in_queue
+from pipeline.progress import ProgressLine, ProgressMark, add_progress_mark
+from stages.base import Phase
 
 # Stages that exist, by module. A stage missing here is refused with a message naming its issue.
 BUILT_STAGES = {
@@ -78,6 +81,11 @@ def input_stage(cfg: Config, stage: str) -> str | None:
         if cfg.stage_section(s).enabled:
             return s
     return None
+
+
+def run_record(cfg: Config, stage: str) -> dict:
+    """How the stage was last launched (`run.json`): phases, tasks per phase, Slurm job ids; {} if never."""
+    return _read_json(stage_dir(cfg, stage) / "run.json") or {}
 
 
 def upstream_stages(cfg: Config, stage: str) -> list[str]:
@@ -364,6 +372,7 @@ def run_stage(
     )
     start = time.time()
     if kind == "slurm":
+        phases = [Phase(p.name, add_progress_mark(p.steps, d / "progress" / p.name), p.tasks) for p in phases]
         stats = _submit_to_slurm(cfg, stage, phases, after, run_record, pending)
         if wait and stats is None:
             problems = wait_for_slurm(cfg, [stage])
@@ -372,12 +381,17 @@ def run_stage(
             stats = stage_state(cfg, stage).stats
         return stats
     for i, phase in enumerate(phases, 1):
-        executor = make_executor(cfg, phase.steps, phase.tasks, d / "logs" / phase.name, f"{stage}-{phase.name}")
+        steps = add_progress_mark(phase.steps, d / "progress" / phase.name)
+        executor = make_executor(cfg, steps, phase.tasks, d / "logs" / phase.name, f"{stage}-{phase.name}")
+        line = _progress_line(cfg, stage, phase, steps, src)
+        line.start()
         error = None
         try:
             executor.run()
         except Exception as e:  # a task raised (local); judged below by which tasks are complete
             error = e
+        finally:
+            line.finish()
         failed = executor.get_incomplete_ranks(skip_completed=True)
         if failed:
             lines = failed_tasks(cfg, stage)
@@ -399,6 +413,33 @@ def run_stage(
     )
     _log(f"{stage}: done: {counts} in {stats['wall_seconds']:.1f}s")
     return stats
+
+
+def _progress_line(cfg: Config, stage: str, phase, steps: list, src: str | None) -> ProgressLine:
+    """The live line of one phase; its ETA's total is the input stage's kept text bytes, or for ingest the size of
+    the source files."""
+    d = stage_dir(cfg, stage)
+    total_bytes = total_file_bytes = None
+    reader = next((s for s in steps if isinstance(s, ProgressMark)), None)
+    reader = reader.reader if reader else None
+    if reader is not None and hasattr(reader, "all_files"):  # ingest: sizes of the source files on disk
+        total_file_bytes = 0
+        for si, rel in reader.all_files():
+            try:
+                total_file_bytes += os.path.getsize(Path(reader.sources[si].base) / rel)
+            except (OSError, AttributeError):
+                pass
+    elif reader is not None and src:
+        total_bytes = (_read_json(stage_dir(cfg, src) / "stats.json") or {}).get("bytes_kept")
+    label = stage if phase.name == "main" else f"{stage} {phase.name}"
+    return ProgressLine(
+        label,
+        d / "progress" / phase.name,
+        d / "logs" / phase.name / "completions",
+        phase.tasks,
+        total_bytes,
+        total_file_bytes,
+    )
 
 
 def _submit_to_slurm(
