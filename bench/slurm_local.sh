@@ -146,13 +146,18 @@ run() {
     --set executor.slurm.qos= --set "run.workdir=$workdir/slurm")
   log "pipeline run all on Slurm: $config"
   local t0=$SECONDS
-  (cd "$REPO" && "$PY" -m pipeline run all --wait --config "$config" "${slurm_set[@]}")
+  mkdir -p "$workdir"
+  (cd "$REPO" && "$PY" -m pipeline run all --wait --config "$config" "${slurm_set[@]}") 2>"$workdir/slurm.log" \
+    || { grep -v ' | INFO ' "$workdir/slurm.log" | tail -n 40 >&2; exit 1; }
+  grep '^\[pipeline\]' "$workdir/slurm.log" >&2 || true
   log "slurm run: $((SECONDS - t0)) s wall (submit to last task)"
   (cd "$REPO" && "$PY" -m pipeline status --config "$config" "${slurm_set[@]}")
   (cd "$REPO" && "$PY" -m pipeline verify --config "$config" "${slurm_set[@]}")
   log "pipeline run all locally: $config"
   t0=$SECONDS
-  (cd "$REPO" && "$PY" -m pipeline run all --config "$config" --set "run.workdir=$workdir/local")
+  (cd "$REPO" && "$PY" -m pipeline run all --config "$config" --set "run.workdir=$workdir/local") \
+    2>"$workdir/local.log" || { tail -n 30 "$workdir/local.log" >&2; exit 1; }
+  grep '^\[pipeline\]' "$workdir/local.log" >&2 || true
   log "local run: $((SECONDS - t0)) s wall"
   "$PY" - "$workdir/local" "$workdir/slurm" <<'PYCODE'
 import sys

@@ -68,7 +68,8 @@ class RaySettings(_Strict):
     cpus_per_task: int = Field(1, ge=1)
     mem_per_cpu_gb: float = Field(2, gt=0)
     address: str | None = None
-    """`ray.init(address=...)`; None starts or joins a local Ray instance."""
+    """`ray.init(address=...)`; None joins the running cluster ("auto", started with `ray start --head`) and fails if
+    there is none; "local" starts a private instance for one command."""
 
 
 class ExecutorSection(_Strict):

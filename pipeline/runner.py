@@ -229,6 +229,8 @@ def failed_tasks(cfg: Config, stage: str) -> list[str]:
         complete = {p.name for p in (logs / "completions").iterdir()} if (logs / "completions").is_dir() else set()
         ranks_file = _read_json(logs / "ranks_to_run.json") if (logs / "ranks_to_run.json").exists() else None
         job = (run.get("slurm_jobs") or {}).get(name)
+        if not complete and not (logs / "logs").is_dir():
+            return [f"{stage} phase {name!r}: {tasks} task(s) never started (an earlier phase or stage failed)"]
         lines = []
         for rank in range(tasks):
             if f"{rank:05d}" in complete:

@@ -72,7 +72,7 @@ def small_config(tmp_path_factory) -> Path:
 
 def pipeline(config: Path, workdir: Path, *args: str, env=None, sets=()) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "pipeline", *args, "--config", str(config)]
-    for s in [f"run.workdir={workdir}", "tokenizer.vocab_size=2000", *sets]:
+    for s in [f"run.workdir={workdir}", *sets]:
         cmd += ["--set", s]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=900)
 
