@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -242,23 +243,26 @@ def failed_tasks(cfg: Config, stage: str) -> list[str]:
                 if slurm_out.exists():
                     where.append(str(slurm_out))
             error = _last_error(task_log) if task_log.exists() else None
-            lines.append(
-                f"{stage} phase {name!r} task {rank}: "
-                + (f"failed: {error}; " if error else "")
-                + ("log: " + ", ".join(where) if where else "never started (an earlier phase or stage failed)")
-            )
+            if error:
+                what = f"failed: {error}; log: "
+            elif where:
+                what = "did not finish (stopped when another task failed, or interrupted); log: "
+            else:
+                what = "never started (an earlier phase or stage failed)"
+            lines.append(f"{stage} phase {name!r} task {rank}: {what}{', '.join(where)}")
         return lines
     return []
 
 
 def _last_error(log: Path) -> str | None:
     """The last exception line of a task log (`SomeError: message`), for the failure summary."""
-    lines = [
-        ln.strip()
-        for ln in log.read_text(encoding="utf-8", errors="replace").splitlines()
-        if "Error" in ln.split(":", 1)[0] or "Exception" in ln.split(":", 1)[0]
-    ]
-    return lines[-1][:300] if lines else None
+    lines = [ln.strip() for ln in log.read_text(encoding="utf-8", errors="replace").splitlines()]
+    errors = [ln for ln in lines if _EXCEPTION_LINE.match(ln)]
+    return errors[-1][:300] if errors else None
+
+
+# A traceback's last line: the exception's (dotted) class name, a colon, the message.
+_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Invalid|Interrupt|Exit)\w*: \S")
 
 
 def _log(msg: str) -> None:
