@@ -29,6 +29,7 @@ STAGES_OFF = [
     "stages.decontam.enabled=false",
     "tokenizer.enabled=false",
     "tokens.enabled=false",
+    "stages.dedup.bands=3",  # 4 bucket tasks instead of 10 (each a Ray worker process); the same on both sides
 ]
 
 
@@ -89,7 +90,7 @@ def ray_address():
         # Only what this fixture started: the `ray start --block` process group (it stops its raylet and GCS).
         try:
             os.killpg(head.pid, signal.SIGTERM)
-            head.wait(timeout=30)
+            head.wait(timeout=10)
         except (ProcessLookupError, subprocess.TimeoutExpired):
             try:
                 os.killpg(head.pid, signal.SIGKILL)
