@@ -33,6 +33,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run one stage, or `all` stages in order")
     p.add_argument("stage", choices=[*STAGE_ORDER, "all"])
     p.add_argument("--force", action="store_true", help="redo the stage(s) from scratch")
+    p.add_argument(
+        "--wait",
+        action="store_true",
+        help="slurm: wait for the submitted jobs, then report failed tasks with their logs (exit 1 if any)",
+    )
     _common(p)
 
     for name, help_ in [
@@ -92,7 +97,7 @@ of that file."""
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from pipeline.runner import StageError
+    from pipeline.runner import StageError, TaskFailure
 
     try:
         if args.command == "config" and args.defaults:
@@ -109,9 +114,9 @@ def main(argv: list[str] | None = None) -> int:
             from pipeline import runner
 
             if args.stage == "all":
-                results = runner.run_all(cfg, force=args.force)
+                results = runner.run_all(cfg, force=args.force, wait=args.wait)
             else:
-                results = [runner.run_stage(cfg, args.stage, force=args.force)]
+                results = [runner.run_stage(cfg, args.stage, force=args.force, wait=args.wait)]
             failed = [f for r in results if r for f in r.get("failed_files", [])]
             if failed:
                 print(f"pipeline: {len(failed)} input file(s) could not be read:", file=sys.stderr)
@@ -161,6 +166,9 @@ def main(argv: list[str] | None = None) -> int:
             if args.tokenizer_command == "merge":
                 return merge_command(args.base, args.add, args.out)
             return compare_command(args.models, args.text)
+    except TaskFailure as e:  # the work ran and failed: 1, as a failed local task exits
+        print(f"pipeline: {e}", file=sys.stderr)
+        return 1
     except (ConfigError, StageError) as e:
         print(f"pipeline: {e}", file=sys.stderr)
         return 2

@@ -83,7 +83,8 @@ class RaySettings(_Strict):
     mem_per_cpu_gb: float = Field(2, gt=0)
     """Memory per CPU Ray reserves, in GB."""
     address: str | None = None
-    """`ray.init(address=...)`; None starts or joins a local Ray instance."""
+    """`ray.init(address=...)`; None joins the running cluster ("auto", started with `ray start --head`) and fails if
+    there is none; "local" starts a private instance for one command."""
 
 
 class ExecutorSection(_Strict):

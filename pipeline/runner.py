@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
+import re
 import shutil
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -21,6 +24,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline.config import STAGE_ORDER, Config
+from pipeline.executors import ExecutorError, connect_ray, make_executor, slurm_jobs_in_queue
+from pipeline.progress import ProgressLine, ProgressMark, add_progress_mark
+from stages.base import Phase
 
 # The module of each stage of STAGE_ORDER; it provides the stage's `build` (see docs/architecture.md).
 STAGE_MODULES = {
@@ -38,6 +44,10 @@ CORPUS_STAGES = ["ingest", "langid", "filter", "dedup", "pii", "decontam"]
 
 class StageError(Exception):
     """A stage cannot run (unknown, disabled, input missing, inconsistent rerun). The message says what to do."""
+
+
+class TaskFailure(StageError):
+    """Tasks of a stage failed while running; the message names them and their logs."""
 
 
 @dataclass
@@ -67,6 +77,19 @@ def input_stage(cfg: Config, stage: str) -> str | None:
         if cfg.stage_section(s).enabled:
             return s
     return None
+
+
+def run_record(cfg: Config, stage: str) -> dict:
+    """How the stage was last launched (`run.json`): phases, tasks per phase, Slurm job ids; {} if never."""
+    return _read_json(stage_dir(cfg, stage) / "run.json") or {}
+
+
+def upstream_stages(cfg: Config, stage: str) -> list[str]:
+    """Stages whose output this stage needs: its input stage, and for `tokenize` the tokenizer it encodes with."""
+    ups = [input_stage(cfg, stage)]
+    if stage == "tokenize" and cfg.tokenizer.enabled and not cfg.tokens.tokenizer:
+        ups.append("tokenizer")
+    return [u for u in ups if u]
 
 
 def _read_json(path: Path) -> dict | None:
@@ -120,15 +143,18 @@ def finalize_stage(cfg: Config, stage: str, wall_seconds: float | None = None) -
         stage=stage,
         tasks=tasks,
         input_stage=run.get("input_stage"),
-        input_finished_at=run.get("input_finished_at"),
+        input_finished_at=run.get("input_finished_at") or _finished_at(cfg, run.get("input_stage")),
     )
     merged.pop("rank", None)
     merged.pop("world_size", None)
     merged["task_seconds"] = round(merged.pop("seconds", 0.0), 3)
     if "removed_by_reason" in merged:
         merged["removed_by_reason"] = dict(sorted(merged["removed_by_reason"].items(), key=lambda kv: -kv[1]))
+    finished = datetime.now(UTC)
+    if wall_seconds is None:  # finished on Slurm while nobody watched: time it from the task files
+        finished, wall_seconds = _timed_from_task_files(cfg, d, run)
     merged["wall_seconds"] = round(wall_seconds, 3) if wall_seconds is not None else None
-    merged["finished_at"] = datetime.now(UTC).isoformat()
+    merged["finished_at"] = finished.isoformat()
     module = importlib.import_module(STAGE_MODULES[stage])
     if hasattr(module, "finalize"):
         module.finalize(cfg, d, merged)  # stage-level outputs that need every task (e.g. token meta.json)
@@ -152,55 +178,83 @@ def merge_task_stats(per_task: list[dict]) -> dict:
     return merged
 
 
-def make_executor(cfg: Config, steps: list, tasks: int, logging_dir: Path, job_name: str, depends=None):
-    ex = cfg.executor
-    if ex.kind == "local":
-        from datatrove.executor import LocalPipelineExecutor
+def _timed_from_task_files(cfg: Config, d: Path, run: dict) -> tuple[datetime, float | None]:
+    """When a stage nobody waited on finished: its last task file's time, and the seconds since it could start
+    (submitted, and its input stages finished)."""
+    files = list((d / "tasks").glob("*.json"))
+    if not files:
+        return datetime.now(UTC), None
+    finished = datetime.fromtimestamp(max(f.stat().st_mtime for f in files), UTC)
+    start = run.get("started_at")
+    for up in run.get("upstream", [run.get("input_stage")] if run.get("input_stage") else []):
+        up_stats = _read_json(stage_dir(cfg, up) / "stats.json")
+        if up_stats and up_stats.get("finished_at") and start is not None:
+            start = max(start, datetime.fromisoformat(up_stats["finished_at"]).timestamp())
+    return finished, (finished.timestamp() - start) if start is not None else None
 
-        return LocalPipelineExecutor(
-            steps,
-            tasks=tasks,
-            workers=min(ex.workers, tasks),
-            logging_dir=str(logging_dir),
-            start_method=ex.start_method,
-            depends=depends,
-        )
-    if ex.kind == "slurm":
-        from datatrove.executor import SlurmPipelineExecutor
 
-        s = ex.slurm
-        return SlurmPipelineExecutor(
-            steps,
-            tasks=tasks,
-            workers=ex.workers,
-            time=s.time,
-            partition=s.partition,
-            cpus_per_task=s.cpus_per_task,
-            mem_per_cpu_gb=s.mem_per_cpu_gb,
-            qos=s.qos,
-            job_name=f"{s.job_name}-{job_name}",
-            venv_path=s.venv_path,
-            env_command=s.env_command,
-            sbatch_args=s.sbatch_args or None,
-            max_array_size=s.max_array_size,
-            logging_dir=str(logging_dir),
-            depends=depends,
-        )
-    import ray  # noqa: F401  (pip install 'mapcc[ray]')
-    from datatrove.executor.ray import RayPipelineExecutor
+def _finished_at(cfg: Config, stage: str | None) -> str | None:
+    """A finished stage's `finished_at` (a stage submitted in a Slurm chain learns its input's only at the end)."""
+    stats = _read_json(stage_dir(cfg, stage) / "stats.json") if stage else None
+    return stats.get("finished_at") if stats else None
 
-    if not ray.is_initialized():
-        ray.init(address=ex.ray.address)
-    r = ex.ray
-    return RayPipelineExecutor(
-        steps,
-        tasks=tasks,
-        workers=ex.workers,
-        logging_dir=str(logging_dir),
-        cpus_per_task=r.cpus_per_task,
-        mem_per_cpu_gb=r.mem_per_cpu_gb,
-        depends=depends,
-    )
+
+def phase_progress(cfg: Config, stage: str) -> list[tuple[str, int, int]]:
+    """(phase, tasks done, tasks) for each phase of a started stage, from datatrove's completion markers."""
+    d = stage_dir(cfg, stage)
+    run = _read_json(d / "run.json") or {}
+    out = []
+    for name, tasks in zip(run.get("phases", []), run.get("phase_tasks", [])):
+        done = d / "logs" / name / "completions"
+        out.append((name, len(list(done.iterdir())) if done.is_dir() else 0, tasks))
+    return out
+
+
+def failed_tasks(cfg: Config, stage: str) -> list[str]:
+    """One line per unfinished task of the first unfinished phase of a stage that is no longer running: the task,
+    and the logs to read (datatrove's task log; on Slurm, the array task's output too)."""
+    d = stage_dir(cfg, stage)
+    run = _read_json(d / "run.json") or {}
+    for name, done, tasks in phase_progress(cfg, stage):
+        if done == tasks:
+            continue
+        logs = d / "logs" / name
+        complete = {p.name for p in (logs / "completions").iterdir()} if (logs / "completions").is_dir() else set()
+        ranks_file = _read_json(logs / "ranks_to_run.json") if (logs / "ranks_to_run.json").exists() else None
+        job = (run.get("slurm_jobs") or {}).get(name)
+        if not complete and not (logs / "logs").is_dir():
+            return [f"{stage} phase {name!r}: {tasks} task(s) never started (an earlier phase or stage failed)"]
+        lines = []
+        for rank in range(tasks):
+            if f"{rank:05d}" in complete:
+                continue
+            task_log = logs / "logs" / f"task_{rank:05d}.log"
+            where = [str(task_log)] if task_log.exists() else []
+            if job and isinstance(ranks_file, list) and rank in ranks_file:
+                slurm_out = logs / "slurm_logs" / f"{job}_{ranks_file.index(rank)}.out"
+                if slurm_out.exists():
+                    where.append(str(slurm_out))
+            error = _last_error(task_log) if task_log.exists() else None
+            if error:
+                what = f"failed: {error}; log: "
+            elif where:
+                what = "did not finish (stopped when another task failed, or interrupted); log: "
+            else:
+                what = "never started (an earlier phase or stage failed)"
+            lines.append(f"{stage} phase {name!r} task {rank}: {what}{', '.join(where)}")
+        return lines
+    return []
+
+
+def _last_error(log: Path) -> str | None:
+    """The last exception line of a task log (`SomeError: message`), for the failure summary."""
+    lines = [ln.strip() for ln in log.read_text(encoding="utf-8", errors="replace").splitlines()]
+    errors = [ln for ln in lines if _EXCEPTION_LINE.match(ln)]
+    return errors[-1][:300] if errors else None
+
+
+# A traceback's last line: the exception's (dotted) class name, a colon, the message.
+_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_]\w*\.)*[A-Z]\w*(?:Error|Exception|Invalid|Interrupt|Exit)\w*: \S")
 
 
 def _log(msg: str) -> None:
@@ -214,14 +268,19 @@ def check_runnable(cfg: Config, stage: str) -> None:
         raise StageError(f"stage {stage!r} is disabled in {cfg.file} (set enabled = true in its section to run it)")
 
 
-def run_stage(cfg: Config, stage: str, force: bool = False, pending: set[str] | None = None) -> dict | None:
+def run_stage(
+    cfg: Config, stage: str, force: bool = False, pending: dict[str, str] | None = None, wait: bool = False
+) -> dict | None:
     """Run one stage to completion (local, ray) or submit it (slurm). Returns its merged stats when finished.
 
-    `pending` names stages submitted in this same invocation (Slurm chains) whose output need not exist yet.
+    `pending` maps stages submitted to Slurm in this same invocation to their last job id: a stage reading their
+    output is submitted to start after them (`afterok`) although that output does not exist yet. A stage this call
+    submits is added to it.
     """
     from stages.base import StageContext
     from stages.io import atomic_write_json, write_schema
 
+    pending = {} if pending is None else pending
     check_runnable(cfg, stage)
     d = stage_dir(cfg, stage)
     if force and d.exists():
@@ -232,16 +291,29 @@ def run_stage(cfg: Config, stage: str, force: bool = False, pending: set[str] | 
         note = " (its input changed since: rerun with --force to rebuild it)" if state.state == "stale" else ""
         _log(f"{stage}: already finished, nothing to do{note}")
         return state.stats
+    kind = cfg.executor.kind
+    previous = _read_json(d / "run.json")
+    if kind == "slurm" and previous and previous.get("slurm_jobs"):
+        try:
+            queued = slurm_jobs_in_queue(list(previous["slurm_jobs"].values()))
+        except ExecutorError as e:
+            raise StageError(str(e)) from None
+        if queued:  # submitted by an earlier `pipeline run` and not done: submitting again would run tasks twice
+            jobs = ", ".join(f"{j} {st}" for j, st in queued.items())
+            _log(f"{stage}: still in Slurm from an earlier run ({jobs}); not submitted again")
+            pending[stage] = list(previous["slurm_jobs"].values())[-1]
+            return None
 
     src = input_stage(cfg, stage)
     src_finished_at = None
-    if src is not None and src not in (pending or set()):
+    if src is not None and src not in pending:
         src_state = stage_state(cfg, src)
         if src_state.state not in ("finished", "stale"):
             raise StageError(
                 f"stage {stage!r} reads the kept output of {src!r}, which is {src_state.state}: run it first"
             )
         src_finished_at = src_state.stats["finished_at"]
+    after = [pending[u] for u in upstream_stages(cfg, stage) if u in pending]
 
     tasks = cfg.executor.tasks
     ctx = StageContext(
@@ -252,47 +324,79 @@ def run_stage(cfg: Config, stage: str, force: bool = False, pending: set[str] | 
         input_stage=src,
         tasks=tasks,
         workers=cfg.executor.workers,
+        upstream_pending=bool(after),
     )
     module = importlib.import_module(STAGE_MODULES[stage])
     try:
         phases = module.build(ctx)
     except ValueError as e:
         raise StageError(str(e)) from None
-    previous = _read_json(d / "run.json")
     if previous and previous["tasks"] != phases[-1].tasks:
         raise StageError(
             f"stage {stage!r} was started with {previous['tasks']} tasks and executor.tasks is now {tasks}: "
             f"finish it with --set executor.tasks={previous['tasks']}, or restart it with --force"
         )
+    if kind == "ray":
+        try:
+            connect_ray(cfg)
+        except ExecutorError as e:
+            raise StageError(str(e)) from None
     d.mkdir(parents=True, exist_ok=True)
     last = phases[-1]
     if last.kept_schema is not None:
         write_schema(d / "kept_schema.arrow", last.kept_schema)
-    atomic_write_json(
-        d / "run.json",
-        {
-            "stage": stage,
-            "tasks": last.tasks,
-            "phases": [p.name for p in phases],
-            "input_stage": src,
-            "input_finished_at": src_finished_at,
-            "executor": cfg.executor.kind,
-        },
-    )
+    run_record = {
+        "stage": stage,
+        "tasks": last.tasks,
+        "phases": [p.name for p in phases],
+        "phase_tasks": [p.tasks for p in phases],
+        "input_stage": src,
+        "input_finished_at": src_finished_at,
+        "upstream": upstream_stages(cfg, stage),
+        "executor": kind,
+        "started_at": time.time(),
+    }
+    atomic_write_json(d / "run.json", run_record)
+    task_counts = "+".join(str(p.tasks) for p in phases)
     _log(
-        f"{stage}: {len(phases)} phase(s), {tasks} task(s) on {cfg.executor.kind} executor "
-        f"({min(cfg.executor.workers, tasks)} at a time); reading {src + '/kept' if src else 'the sources'}"
+        f"{stage}: {len(phases)} phase(s), {task_counts} task(s) on {kind} executor "
+        f"({min(cfg.executor.workers, max(p.tasks for p in phases))} at a time); "
+        f"reading {src + '/kept' if src else 'the sources'}"
     )
     start = time.time()
-    executor = None
-    for phase in phases:
-        executor = make_executor(
-            cfg, phase.steps, phase.tasks, d / "logs" / phase.name, f"{stage}-{phase.name}", executor
-        )
-    executor.run()  # runs the dependency chain
-    if cfg.executor.kind == "slurm":
-        _log(f"{stage}: submitted to Slurm; `pipeline status` shows progress and merges stats when it is done")
-        return None
+    if kind == "slurm":
+        phases = [Phase(p.name, add_progress_mark(p.steps, d / "progress" / p.name), p.tasks) for p in phases]
+        stats = _submit_to_slurm(cfg, stage, phases, after, run_record, pending)
+        if wait and stats is None:
+            problems = wait_for_slurm(cfg, [stage])
+            if problems:
+                raise TaskFailure(_failure_text(problems))
+            stats = stage_state(cfg, stage).stats
+        return stats
+    for i, phase in enumerate(phases, 1):
+        steps = add_progress_mark(phase.steps, d / "progress" / phase.name)
+        executor = make_executor(cfg, steps, phase.tasks, d / "logs" / phase.name, f"{stage}-{phase.name}")
+        line = _progress_line(cfg, stage, phase, steps, src)
+        line.start()
+        error = None
+        try:
+            executor.run()
+        except Exception as e:  # a task raised (local); judged below by which tasks are complete
+            error = e
+        finally:
+            line.finish()
+        failed = executor.get_incomplete_ranks(skip_completed=True)
+        if failed:
+            lines = failed_tasks(cfg, stage)
+            later = f"; phases not run: {', '.join(p.name for p in phases[i:])}" if i < len(phases) else ""
+            raise TaskFailure(
+                f"stage {stage!r} phase {phase.name!r} ({i}/{len(phases)}): {len(failed)}/{phase.tasks} task(s) "
+                f"failed{later}.\n  "
+                + "\n  ".join(lines)
+                + f"\n  Fix the cause and run `pipeline run {stage}` again: finished tasks are kept, only these rerun."
+            )
+        if error is not None:
+            raise error
     stats = finalize_stage(cfg, stage, wall_seconds=time.time() - start)
     if stats is None:
         st = stage_state(cfg, stage)
@@ -304,15 +408,124 @@ def run_stage(cfg: Config, stage: str, force: bool = False, pending: set[str] | 
     return stats
 
 
-def run_all(cfg: Config, force: bool = False) -> list[dict]:
+def _progress_line(cfg: Config, stage: str, phase, steps: list, src: str | None) -> ProgressLine:
+    """The live line of one phase; its ETA's total is the input stage's kept text bytes, or for ingest the size of
+    the source files."""
+    d = stage_dir(cfg, stage)
+    total_bytes = total_file_bytes = None
+    reader = next((s for s in steps if isinstance(s, ProgressMark)), None)
+    reader = reader.reader if reader else None
+    if reader is not None and hasattr(reader, "all_files"):  # ingest: sizes of the source files on disk
+        total_file_bytes = 0
+        for si, rel in reader.all_files():
+            try:
+                total_file_bytes += os.path.getsize(Path(reader.sources[si].base) / rel)
+            except (OSError, AttributeError):
+                pass
+    elif reader is not None and src:
+        total_bytes = (_read_json(stage_dir(cfg, src) / "stats.json") or {}).get("bytes_kept")
+    label = stage if phase.name == "main" else f"{stage} {phase.name}"
+    return ProgressLine(
+        label,
+        d / "progress" / phase.name,
+        d / "logs" / phase.name / "completions",
+        phase.tasks,
+        total_bytes,
+        total_file_bytes,
+    )
+
+
+def _submit_to_slurm(
+    cfg: Config, stage: str, phases: list, after: list[str], run_record: dict, pending: dict[str, str]
+) -> dict | None:
+    """Submit each phase as a job array that starts after the previous phase (and the upstream stages) succeeded.
+    Only the tasks without a completion marker are submitted, so a rerun resubmits just the failed ones."""
+    from stages.io import atomic_write_json
+
+    d = stage_dir(cfg, stage)
+    depends = ":".join(after) or None
+    jobs: dict[str, str] = {}
+    for phase in phases:
+        executor = make_executor(
+            cfg, phase.steps, phase.tasks, d / "logs" / phase.name, f"{stage}-{phase.name}", depends_job_id=depends
+        )
+        try:
+            executor.run()  # sbatch
+        except subprocess.CalledProcessError as e:
+            raise StageError(
+                f"stage {stage!r} phase {phase.name!r}: sbatch refused the job: {(e.stderr or e.output or e)!s}"
+            ) from None
+        if executor.job_id not in (None, -1):
+            jobs[phase.name] = depends = str(executor.job_id)
+    atomic_write_json(d / "run.json", {**run_record, "slurm_jobs": jobs})
+    if not jobs:  # every task was complete already
+        return finalize_stage(cfg, stage)
+    pending[stage] = depends
+    chain = ", ".join(f"{name} {job}" for name, job in jobs.items())
+    wait = f" after {', '.join(after)}" if after else ""
+    _log(f"{stage}: submitted to Slurm: {chain}{wait}")
+    return None
+
+
+def _failure_text(problems: list[str]) -> str:
+    return (
+        f"{len(problems)} Slurm task(s) did not finish:\n  "
+        + "\n  ".join(problems)
+        + "\n  Fix the cause and run the same `pipeline run` again: only unfinished tasks are resubmitted."
+    )
+
+
+def wait_for_slurm(cfg: Config, stages: list[str], poll_seconds: float = 5.0) -> list[str]:
+    """Block until the Slurm jobs of `stages` have left the queue, printing progress; then merge each stage's stats.
+    Returns one line per failed or never-run task (empty when every stage finished)."""
+    jobs = {s: list((_read_json(stage_dir(cfg, s) / "run.json") or {}).get("slurm_jobs", {}).values()) for s in stages}
+    all_jobs = [j for js in jobs.values() for j in js]
+    last_line = ""
+    while True:
+        try:
+            queued = slurm_jobs_in_queue(all_jobs)
+        except ExecutorError as e:
+            raise StageError(str(e)) from None
+        line = progress_line(cfg, [s for s in stages if any(j in queued for j in jobs[s])], queued)
+        if line != last_line:
+            _log(line)
+            last_line = line
+        if not queued:
+            break
+        time.sleep(poll_seconds)
+    problems = []
+    for s in stages:
+        if finalize_stage(cfg, s) is None:
+            problems += failed_tasks(cfg, s) or [f"{s}: did not finish (see {stage_dir(cfg, s) / 'logs'})"]
+    return problems
+
+
+def progress_line(cfg: Config, stages: list[str], queued: dict[str, str] | None = None) -> str:
+    """`stage phase done/total` for each stage in progress, and the Slurm states of its jobs."""
+    parts = []
+    for s in stages:
+        prog = phase_progress(cfg, s)
+        current = next(((i, n, dn, t) for i, (n, dn, t) in enumerate(prog, 1) if dn < t), None)
+        if current and (current[0] > 1 or current[2] > 0 or not parts):  # started, or the next one to start
+            i, n, dn, t = current
+            parts.append(f"{s} {n} {dn}/{t} tasks" + (f" (phase {i}/{len(prog)})" if len(prog) > 1 else ""))
+    states = sorted({st.split(" ")[0] for st in (queued or {}).values()})
+    return ("running: " + "; ".join(parts) if parts else "waiting") + (f" [{', '.join(states)}]" if states else "")
+
+
+def run_all(cfg: Config, force: bool = False, wait: bool = False) -> list[dict | None]:
+    """Every enabled stage in order. On Slurm the stages are submitted as one chain of dependent jobs; `wait`
+    blocks until it is done and raises TaskFailure naming the tasks that failed."""
     stages = enabled_stages(cfg)
     for s in stages:  # refuse before any work starts
         check_runnable(cfg, s)
     results = []
-    pending: set[str] = set()
+    pending: dict[str, str] = {}
     for s in stages:
-        stats = run_stage(cfg, s, force=force, pending=pending)
-        if stats is None and cfg.executor.kind == "slurm":
-            pending.add(s)
-        results.append(stats)
+        results.append(run_stage(cfg, s, force=force, pending=pending))
+    if cfg.executor.kind == "slurm" and pending and wait:
+        problems = wait_for_slurm(cfg, list(pending))
+        if problems:
+            raise TaskFailure(_failure_text(problems))
+        results = [stage_state(cfg, s).stats for s in stages]
     return results

@@ -3,7 +3,30 @@
 from __future__ import annotations
 
 from pipeline.config import STAGE_ORDER, Config
-from pipeline.runner import finalize_stage, stage_state
+from pipeline.executors import ExecutorError, slurm_jobs_in_queue
+from pipeline.runner import finalize_stage, phase_progress, run_record, stage_state
+
+
+def _progress(cfg: Config, stage: str) -> str:
+    """Tasks done / total of the phase in progress (any executor: datatrove's completion markers), and on Slurm
+    whether the stage's jobs are still queued or running."""
+    prog = phase_progress(cfg, stage)
+    current = next(((i, n, dn, t) for i, (n, dn, t) in enumerate(prog, 1) if dn < t), None)
+    text = ""
+    if current:
+        i, name, done, total = current
+        text = f"{done}/{total} tasks" + (f", phase {i}/{len(prog)} {name}" if len(prog) > 1 else "")
+    jobs = (run_record(cfg, stage).get("slurm_jobs") or {}).values()
+    if jobs:
+        try:
+            queued = slurm_jobs_in_queue(list(jobs))
+        except (ExecutorError, OSError):
+            queued = None
+        if queued:
+            text += ", slurm: " + ", ".join(sorted({q.split(" ")[0].lower() for q in queued.values()}))
+        elif queued is not None:
+            text += ", slurm: no job left (rerun to resubmit the rest)"
+    return text
 
 
 def status_rows(cfg: Config) -> list[dict]:
@@ -14,7 +37,7 @@ def status_rows(cfg: Config) -> list[dict]:
         s = st.stats or {}
         state = st.state
         if state == "incomplete":
-            state = f"incomplete ({st.tasks_done}/{st.tasks} tasks)"
+            state = f"incomplete ({_progress(cfg, stage)})"
         if s.get("failed_files"):
             state += f", {len(s['failed_files'])} unreadable file(s)"
         rows.append(

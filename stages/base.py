@@ -67,6 +67,8 @@ class StageContext:
     input_stage: str | None
     tasks: int
     workers: int
+    # True when an upstream stage is submitted (Slurm chain) but not finished: its output cannot be inspected yet.
+    upstream_pending: bool = False
 
     @property
     def stage_cfg(self) -> StageConfig:

@@ -149,6 +149,15 @@ def build(ctx: StageContext) -> list[Phase]:
     cfg = ctx.cfg
     tcfg: TokensConfig = cfg.tokens
     tok = resolve_tokenizer(cfg)
+    if ctx.upstream_pending:  # Slurm chain: tokenizer and input are made by the jobs this one starts after
+        reader = ShardReader(ctx.input_dir, progress=ctx.workers == 1)
+        return [
+            Phase(
+                name="main",
+                steps=[reader, TokenizeShards(ctx.stage_dir, tok, tcfg, cfg.run.seed, reader)],
+                tasks=ctx.tasks,
+            )
+        ]
     if not tok.is_file():
         hint = "run `pipeline run tokenizer` first" if not tcfg.tokenizer else "check tokens.tokenizer"
         raise ValueError(f"tokenize: tokenizer file {tok} does not exist ({hint})")

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from pipeline.config import load_config
-from pipeline.runner import make_executor
+from pipeline.executors import make_executor
 from tests.conftest import REPO
 
 
@@ -101,8 +101,10 @@ def test_slurm_settings_pass_through_to_datatrove(tmp_path):
         ],
     )
     ex = make_executor(cfg, [], 64, tmp_path / "logs", "ingest-main")
-    assert type(ex).__name__ == "SlurmPipelineExecutor"
+    assert type(ex).__name__ == "MapccSlurmExecutor"
     assert (ex.tasks, ex.workers, ex.partition, ex.time, ex.cpus_per_task) == (64, 16, "cpu", "02:00:00", 2)
     assert ex.job_name == "mapcc-ingest-main"
     sbatch = ex.get_sbatch_args()
     assert sbatch["account"] == "proj" and sbatch["partition"] == "cpu" and sbatch["time"] == "02:00:00"
+    # sbatch rejects "2.0G" (a float with a unit): whole megabytes; a job behind a failed one is cancelled
+    assert sbatch["mem-per-cpu"] == "2048M" and sbatch["kill-on-invalid-dep"] == "yes"
