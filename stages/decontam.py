@@ -132,23 +132,24 @@ def normalize(text: str) -> tuple[str, np.ndarray | None]:
     norm = nfkc(text).lower()
     if len(norm) == len(text):
         return norm, None
-    pieces, positions, done = [], [], 0
+    pieces, done = [], 0
+    widths = None  # normalized characters per original character, where a run had to go character by character
     for m in _NON_ASCII.finditer(text):
         s, e = m.span()
         pieces.append(text[done:s].lower())
-        positions.append(np.arange(done, s, dtype=np.int64))
         run = nfkc(m.group()).lower()
         if len(run) == e - s:
             pieces.append(run)
-            positions.append(np.arange(s, e, dtype=np.int64))
         else:
             chars = [unicodedata.normalize("NFKC", c).lower() for c in m.group()]
             pieces.extend(chars)
-            positions.append(np.repeat(np.arange(s, e, dtype=np.int64), [len(c) for c in chars]))
+            if widths is None:
+                widths = np.ones(len(text), dtype=np.int64)
+            widths[s:e] = [len(c) for c in chars]
         done = e
     pieces.append(text[done:].lower())
-    positions.append(np.arange(done, len(text), dtype=np.int64))
-    return "".join(pieces), np.concatenate(positions)
+    positions = np.arange(len(text), dtype=np.int64)
+    return "".join(pieces), positions if widths is None else np.repeat(positions, widths)
 
 
 def item_mode(text: str) -> str:
