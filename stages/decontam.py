@@ -465,9 +465,9 @@ class NgramIndex:
             return none
         top = (hashes >> np.uint64(64 - self.bucket_bits)).astype(np.int64)
         hashes = hashes[((self.buckets[top >> 3] >> (top & 7).astype(np.uint8)) & 1).astype(bool)]
-        queries = distinct(hashes)  # sorted queries search faster, and shares count distinct n-grams
-        if not len(queries):
+        if not len(hashes):  # most documents: no n-gram falls in a bucket any benchmark uses
             return none
+        queries = distinct(hashes)  # sorted queries search faster, and shares count distinct n-grams
         pos = np.searchsorted(self.keys, queries)
         pos[pos == len(self.keys)] = 0
         found_keys = pos[self.keys[pos] == queries]
