@@ -22,9 +22,14 @@ _IDEOGRAPH_RUN = re.compile(r"([\u3400-\u4dbf\u4e00-\u9fff]+)")
 
 
 @functools.lru_cache(maxsize=1 << 16)
-def _normalize_run(run: str) -> str:
-    """The runs between ideographs repeat (，, 。, ：, "\n"), so a cache answers most of them without a call."""
+def _normalize_short_run(run: str) -> str:
     return unicodedata.normalize("NFKC", run)
+
+
+def _normalize_run(run: str) -> str:
+    """The short runs between ideographs repeat (，, 。, ：, "\n"), so a cache answers most of them without a call;
+    long runs (a paragraph of English) are normalized directly, so the cache holds at most 65,536 x 16 characters."""
+    return _normalize_short_run(run) if len(run) <= 16 else unicodedata.normalize("NFKC", run)
 
 
 def nfkc(text: str) -> str:
