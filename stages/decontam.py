@@ -50,6 +50,7 @@ from pydantic import Field
 from model.han import is_chinese
 from stages.base import Phase, StageConfig, StageContext, StrictModel
 from stages.io import ReportsCounters
+from stages.nfkc import nfkc
 
 
 class BenchmarkFile(StrictModel):
@@ -136,26 +137,27 @@ def normalize(text: str) -> tuple[str, np.ndarray | None]:
     """NFKC and lower case. Returns the normalized text and, when its length differs from the original's, the
     original position of each normalized character (None: position i is position i). ASCII is its own NFKC form,
     so only the non-ASCII runs that change length are mapped character by character."""
-    norm = unicodedata.normalize("NFKC", text).lower()
+    norm = nfkc(text).lower()
     if len(norm) == len(text):
         return norm, None
-    pieces, positions, done = [], [], 0
+    pieces, done = [], 0
+    widths = None  # normalized characters per original character, where a run had to go character by character
     for m in _NON_ASCII.finditer(text):
         s, e = m.span()
         pieces.append(text[done:s].lower())
-        positions.append(np.arange(done, s, dtype=np.int64))
-        run = unicodedata.normalize("NFKC", m.group()).lower()
+        run = nfkc(m.group()).lower()
         if len(run) == e - s:
             pieces.append(run)
-            positions.append(np.arange(s, e, dtype=np.int64))
         else:
             chars = [unicodedata.normalize("NFKC", c).lower() for c in m.group()]
             pieces.extend(chars)
-            positions.append(np.repeat(np.arange(s, e, dtype=np.int64), [len(c) for c in chars]))
+            if widths is None:
+                widths = np.ones(len(text), dtype=np.int64)
+            widths[s:e] = [len(c) for c in chars]
         done = e
     pieces.append(text[done:].lower())
-    positions.append(np.arange(done, len(text), dtype=np.int64))
-    return "".join(pieces), np.concatenate(positions)
+    positions = np.arange(len(text), dtype=np.int64)
+    return "".join(pieces), positions if widths is None else np.repeat(positions, widths)
 
 
 def item_mode(text: str) -> str:
@@ -211,7 +213,11 @@ def distinct(a: np.ndarray) -> np.ndarray:
 
 def _mix(h: np.ndarray, length: int) -> np.ndarray:
     """Finalizer (MurmurHash3 fmix64) with the window length folded in, so n-grams of different lengths differ."""
-    h = h ^ np.uint64((length * _GOLDEN) & _M64)
+    return _fmix64(h ^ np.uint64((length * _GOLDEN) & _M64))
+
+
+def _fmix64(h: np.ndarray) -> np.ndarray:
+    """MurmurHash3's fmix64, in place on `h` (which it returns)."""
     h ^= h >> np.uint64(33)
     h *= np.uint64(0xFF51AFD7ED558CCD)
     h ^= h >> np.uint64(33)
@@ -220,20 +226,47 @@ def _mix(h: np.ndarray, length: int) -> np.ndarray:
     return h
 
 
+_BASE_INVERSE = np.uint64(pow(int(_BASE), -1, 1 << 64))  # _BASE is odd, so it has an inverse modulo 2**64
+_powers: dict[str, np.ndarray] = {"up": np.ones(1, dtype=np.uint64), "down": np.ones(1, dtype=np.uint64)}
+
+
+def _base_powers(count: int) -> tuple[np.ndarray, np.ndarray]:
+    """B**k and B**-k modulo 2**64 for k < count (cached, grown by doubling)."""
+    if len(_powers["up"]) < count:
+        size = max(count, 2 * len(_powers["up"]))
+        for name, factor in (("up", _BASE), ("down", _BASE_INVERSE)):
+            steps = np.full(size, factor, dtype=np.uint64)
+            steps[0] = 1
+            _powers[name] = np.cumprod(steps, dtype=np.uint64)  # wraps modulo 2**64
+    return _powers["up"][:count], _powers["down"][:count]
+
+
 def window_hashes_multi(codes: np.ndarray, lengths: list[int]) -> dict[int, np.ndarray]:
-    """64-bit hash of every window of each length in `lengths`: a polynomial over uint64 (wrapping), grown one unit
-    at a time, h[L+1][i] = h[L][i] * B + codes[i + L], so all lengths cost one pass per unit of the longest."""
-    out: dict[int, np.ndarray] = {}
-    wanted = {L for L in lengths if 0 < L <= len(codes)}
+    """64-bit hash of every window of each length in `lengths`: the polynomial
+    h(i, L) = sum_j codes[i + j] * B**(L-1-j) over uint64 (wrapping), then `_mix`. All lengths come from one prefix
+    sum, S[k] = sum_{j<k} codes[j] * B**-j, as h(i, L) = B**(i+L-1) * (S[i+L] - S[i]) (exact modulo 2**64), so each
+    length costs two passes instead of one pass per unit of its length."""
+    wanted = sorted({L for L in lengths if 0 < L <= len(codes)})
+    out = {L: np.empty(0, dtype=np.uint64) for L in lengths}
     if not wanted:
-        return {L: np.empty(0, dtype=np.uint64) for L in lengths}
-    h = codes.copy()
-    for L in range(1, max(wanted) + 1):
-        if L > 1:
-            h = h[:-1] * _BASE + codes[L - 1 :]
-        if L in wanted:
-            out[L] = _mix(h, L)
-    return {L: out.get(L, np.empty(0, dtype=np.uint64)) for L in lengths}
+        return out
+    up, down = _base_powers(len(codes))
+    prefix = np.empty(len(codes) + 1, dtype=np.uint64)
+    prefix[0] = 0
+    np.cumsum(codes * down, out=prefix[1:])
+    # All lengths go into one buffer, so the finalizer runs once over it rather than once per length.
+    sizes = [len(codes) - L + 1 for L in wanted]
+    buffer = np.empty(sum(sizes), dtype=np.uint64)
+    start = 0
+    for L, size in zip(wanted, sizes):
+        view = buffer[start : start + size]
+        np.subtract(prefix[L:], prefix[: len(prefix) - L], out=view)
+        view *= up[L - 1 :]
+        view ^= np.uint64((L * _GOLDEN) & _M64)
+        out[L] = view
+        start += size
+    _fmix64(buffer)
+    return out
 
 
 def window_hashes(codes: np.ndarray, length: int) -> np.ndarray:
@@ -398,13 +431,19 @@ class NgramIndex:
     def __init__(self, folder: Path):
         self.meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
         arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in INDEX_FILES}
-        self.keys = arrays["keys"]
+        self.keys = np.asarray(arrays["keys"])  # a plain view of the map: np.memmap's wrapping costs per call
         self.offsets = arrays["offsets"]
         self.items = arrays["items"]
         self.item_sizes = arrays["item_sizes"]
         self.item_bench = arrays["item_bench"]
         self.names = self.meta["benchmarks"]
         self.lengths = {m: [int(x) for x in v] for m, v in self.meta["window_lengths"].items()}
+        # A bit per bucket of the top bits of the keys (about 16 bits per key, 8 MiB at most): almost every n-gram of
+        # a document is in no benchmark, and one look at this table drops it before the sort and binary search.
+        self.bucket_bits = int(min(max(int(len(self.keys) * 16).bit_length(), 16), 26))
+        self.buckets = np.zeros(1 << (self.bucket_bits - 3), dtype=np.uint8)
+        top = (self.keys >> np.uint64(64 - self.bucket_bits)).astype(np.int64)
+        np.bitwise_or.at(self.buckets, top >> 3, (1 << (top & 7)).astype(np.uint8))
 
     def doc_ngrams(self, text: str, positions: bool = False):
         """Hashes of every window of the lengths the index holds, with (`positions`) each window's character span."""
@@ -431,6 +470,10 @@ class NgramIndex:
     def _lookup(self, hashes: np.ndarray):
         none = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64), None
         if not len(self.keys) or not len(hashes):
+            return none
+        top = (hashes >> np.uint64(64 - self.bucket_bits)).astype(np.int64)
+        hashes = hashes[((self.buckets[top >> 3] >> (top & 7).astype(np.uint8)) & 1).astype(bool)]
+        if not len(hashes):  # most documents: no n-gram falls in a bucket any benchmark uses
             return none
         queries = distinct(hashes)  # sorted queries search faster, and shares count distinct n-grams
         pos = np.searchsorted(self.keys, queries)

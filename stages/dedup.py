@@ -119,7 +119,7 @@ class DedupSignatures(PipelineStep):
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         cfg = self.cfg
         a, b = minhash_params(cfg.bands * cfg.rows, self.seed)
-        ids, exact, bands, has_sig, sigs = [], [], [], [], []
+        ids, exact, has_sig, sigs = [], [], [], []
         for doc in data or ():
             ids.append(doc.id)
             if cfg.exact:
@@ -129,21 +129,17 @@ class DedupSignatures(PipelineStep):
                     doc.text, doc.metadata.get("lang"), doc.metadata.get("kind"), cfg.char_ngram, cfg.word_ngram
                 )
                 if len(sh):
-                    sig = minhash_signature(sh, a, b)
-                    sigs.append(sig)
-                    bands.append(band_keys(sig, cfg.bands, cfg.rows))
-                    has_sig.append(True)
-                else:
-                    bands.append(np.zeros(cfg.bands, dtype=np.uint64))
-                    has_sig.append(False)
+                    sigs.append(minhash_signature(sh, a, b))
+                has_sig.append(bool(len(sh)))
             self.stat_update("documents")
         tag = f"{rank:05d}"
         if cfg.exact:
             _save(self.work / "exact" / f"{tag}.npy", np.asarray(exact, dtype=np.uint64).reshape(-1, 2))
         if cfg.minhash:
-            keys = np.asarray(bands, dtype=np.uint64).reshape(-1, cfg.bands)
             mask = np.asarray(has_sig, dtype=bool)
             full = np.asarray(sigs, dtype=np.uint32).reshape(-1, cfg.bands * cfg.rows)
+            keys = np.zeros((len(mask), cfg.bands), dtype=np.uint64)  # documents without shingles: zero keys, masked
+            keys[mask] = band_keys(full, cfg.bands, cfg.rows)  # all of the task's documents at once
             _save(self.work / "signatures" / f"{tag}.npy", full)  # rows in the order of bands/positions
             for band in range(cfg.bands):
                 _save(self.work / "bands" / f"{band:03d}" / f"{tag}.npy", keys[mask, band])

@@ -9,7 +9,6 @@ column minimum. No Python loop runs per shingle.
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections import Counter
 
 import numpy as np
@@ -17,6 +16,7 @@ import xxhash
 from rapidfuzz.distance import Levenshtein
 
 from model.han import is_chinese
+from stages.nfkc import nfkc
 
 _P = np.uint64(0x100000001B3)  # FNV-64 prime: odd, so it is invertible modulo 2**64
 _P_INV = np.uint64(pow(0x100000001B3, -1, 2**64))
@@ -61,22 +61,40 @@ def _distinct(h: np.ndarray) -> np.ndarray:
 
 
 def _nfkc_fold(text: str) -> str:
-    if not unicodedata.is_normalized("NFKC", text):
-        text = unicodedata.normalize("NFKC", text)
-    return text.casefold()
+    return nfkc(text).casefold()
 
 
 def _codepoints(text: str) -> np.ndarray:
     return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
 
 
+_powers: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _base_powers(base: np.uint64, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """base**k and base**-k modulo 2**64 for k < count (cached per base, grown by doubling)."""
+    up, down = _powers.get(int(base), (np.empty(0, dtype=np.uint64), None))
+    if len(up) < count:
+        size = max(count, 2 * len(up), 1024)
+        inverse = np.uint64(pow(int(base), -1, 2**64))
+        up = np.full(size, base, dtype=np.uint64)
+        down = np.full(size, inverse, dtype=np.uint64)
+        up[0] = down[0] = 1
+        up, down = np.cumprod(up, dtype=np.uint64), np.cumprod(down, dtype=np.uint64)  # wrap modulo 2**64
+        _powers[int(base)] = (up, down)
+    return up[:count], down[:count]
+
+
 def _ngram_hashes(values: np.ndarray, n: int, base: np.uint64) -> np.ndarray:
-    """Polynomial hash of every window of n consecutive values: n vector multiply-adds."""
+    """Polynomial hash of every window of n consecutive values, h(i) = sum_j values[i+j] * base**(n-1-j) modulo
+    2**64, then mixed. From one prefix sum S[k] = sum_{j<k} values[j] * base**-j (base is odd, so invertible):
+    h(i) = base**(i+n-1) * (S[i+n] - S[i]), a few passes whatever n is (n multiply-adds before; same values)."""
     count = len(values) - n + 1
-    h = np.zeros(count, dtype=np.uint64)
-    for j in range(n):
-        h = h * base + values[j : j + count]
-    return _mix(h)
+    up, down = _base_powers(base, len(values))
+    prefix = np.empty(len(values) + 1, dtype=np.uint64)
+    prefix[0] = 0
+    np.cumsum(values * down, out=prefix[1:])
+    return _mix((prefix[n:] - prefix[:count]) * up[n - 1 :])
 
 
 def char_shingles(text: str, n: int = 13) -> np.ndarray:
@@ -132,18 +150,25 @@ def minhash_signature(shingles: np.ndarray, a: np.ndarray, b: np.ndarray, chunk:
     """The minimum over shingles of each permutation: uint32[num_perm]. Shingles go through in chunks of `chunk`
     rows so the (chunk x permutations) temporary stays in L2 cache (512 x 117 x 8 bytes = 480 KB)."""
     sig = np.full(len(a), np.iinfo(np.uint64).max, dtype=np.uint64)
+    block = np.empty((min(chunk, len(shingles)), len(a)), dtype=np.uint64)
     for start in range(0, len(shingles), chunk):
-        block = shingles[start : start + chunk, None] * a[None, :] + b[None, :]
-        np.minimum(sig, (block >> np.uint64(32)).min(axis=0), out=sig)
-    return sig.astype(np.uint32)
+        rows = shingles[start : start + chunk]
+        out = block[: len(rows)]
+        np.multiply(rows[:, None], a[None, :], out=out)
+        out += b
+        np.minimum(sig, out.min(axis=0), out=sig)
+    # The shift is monotonic, so min(x >> 32) = min(x) >> 32: one shift per permutation, not per shingle.
+    return (sig >> np.uint64(32)).astype(np.uint32)
 
 
 def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
-    """One 64-bit key per LSH band: two documents share a key when all `rows` values of that band are equal."""
-    m = sig[: bands * rows].astype(np.uint64).reshape(bands, rows)
-    h = np.full(bands, np.uint64(0x84222325CBF29CE4), dtype=np.uint64)
+    """One 64-bit key per LSH band: two documents share a key when all `rows` values of that band are equal.
+    `sig` is one signature (-> keys[bands]) or a stack of them (-> keys[documents, bands]): the loop over rows runs
+    once for the whole stack, which is what the signature step does with a task's documents."""
+    m = sig[..., : bands * rows].astype(np.uint64).reshape(sig.shape[:-1] + (bands, rows))
+    h = np.full(m.shape[:-1], np.uint64(0x84222325CBF29CE4), dtype=np.uint64)
     for j in range(rows):
-        h = _mix(h * _P + m[:, j])
+        h = _mix(h * _P + m[..., j])
     return h
 
 

@@ -55,6 +55,17 @@ def shard_prefix(directory: str | Path, split: str, rank: int) -> Path:
     return Path(directory) / f"{split}-{rank:05d}"
 
 
+def check_and_cast(tokens: Any, vocab_size: int, where: str = "the token shard") -> np.ndarray:
+    """Token ids as a 1-D array of the shard dtype for `vocab_size`, after checking they are integers in
+    [0, vocab_size)."""
+    ids = np.asarray(tokens)
+    if ids.ndim != 1:
+        raise ValueError(f"a document is a 1-D sequence of token ids, got shape {ids.shape}")
+    if ids.size and (not np.issubdtype(ids.dtype, np.integer) or ids.min() < 0 or ids.max() >= vocab_size):
+        raise ValueError(f"token ids must be integers in [0, {vocab_size}) for {where}")
+    return ids.astype(optimal_dtype(vocab_size), copy=False)
+
+
 class IndexedDatasetWriter:
     """Appends documents to `<prefix>.bin` and writes `<prefix>.idx` on `finalize()`.
 
@@ -82,12 +93,16 @@ class IndexedDatasetWriter:
         """Append one document (a sequence of token ids, EOS included if wanted) as one sequence."""
         if self._bin is None:
             raise RuntimeError("writer already finalized")
-        ids = np.asarray(tokens)
-        if ids.ndim != 1:
-            raise ValueError(f"a document is a 1-D sequence of token ids, got shape {ids.shape}")
-        if ids.size and (not np.issubdtype(ids.dtype, np.integer) or ids.min() < 0 or ids.max() >= self.vocab_size):
-            raise ValueError(f"token ids must be integers in [0, {self.vocab_size}) for {self.prefix}")
-        self._bin.write(ids.astype(self.dtype).tobytes(order="C"))
+        self.add_checked(check_and_cast(tokens, self.vocab_size, str(self.prefix)))
+
+    def add_checked(self, ids: np.ndarray) -> None:
+        """`add_document` for ids that `check_and_cast` has already checked against this vocabulary and cast (the
+        tokenize stage checks a whole batch at once, then hands each writer its documents' slices)."""
+        if self._bin is None:
+            raise RuntimeError("writer already finalized")
+        if ids.dtype != self.dtype:
+            raise ValueError(f"add_checked takes {np.dtype(self.dtype).name} ids, got {ids.dtype} for {self.prefix}")
+        self._bin.write(ids.tobytes(order="C"))
         self.sequence_lengths.append(int(ids.size))
         self.document_indices.append(len(self.sequence_lengths))
         self.tokens += int(ids.size)

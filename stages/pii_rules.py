@@ -348,22 +348,74 @@ def resolve_overlaps(spans: Iterable[Span]) -> list[Span]:
 _FULL_WIDTH = re.compile(r"[０-９Ａ-Ｚａ-ｚ＠＋]")
 
 
-def find_pii(text: str, types: Iterable[str] = TYPES, public_ip_only: bool = True) -> list[Span]:
-    """All PII spans of the given types, overlaps resolved."""
-    # Full-width digits and letters (１３８…, ｑｑ) are matched through their NFKC form when it keeps every
-    # character's position; otherwise the text is searched as it is.
-    probe = text
+# Prefilters: for each type, a necessary condition of any match of its detector, far cheaper than the detector's
+# own patterns (which start with look-behinds, so the regex engine tries them at every position of the text). A
+# type whose prefilter fails on a text cannot have a span in it, so its detector is not run; where it passes, the
+# detector runs on the whole text as before, so the spans are exactly the detectors' (tests/test_pii.py compares
+# `find_pii` with `find_pii_unfiltered` on every document of the sample). Each pattern here is its detector's
+# pattern with the boundary look-arounds, optional prefixes and suffixes taken away. On the sample's Chinese
+# documents 11% hold three digits in a row and fewer than 1% pass the prefilter of a number type.
+_THREE_DIGITS = re.compile(r"\d\d\d", re.ASCII)  # every number type but ip and intl_phone needs this
+_LONG_NUMBER = re.compile(r"\d{15}|\d{4}[ -]\d{4}[ -]\d{4}[ -]\d{4}", re.ASCII)  # id_card (15/18), bank_card
+_MOBILE_CORE = re.compile(r"1[3-9]\d[ -]?\d{4}[ -]?\d{4}", re.ASCII)
+_LANDLINE_CORE = re.compile(r"0(?:10|2\d|[3-9]\d{2})[)）]?[ -]?[2-9]\d{2,3}[ -]?\d{4}", re.ASCII)
+_IPV4_CORE = re.compile(r"\d\.\d{1,3}\.\d{1,3}\.\d", re.ASCII)
+_IPV6_CORE = re.compile(r":[0-9A-Fa-f]{0,4}:")  # two colons with at most four hex digits between them
+
+
+def _may_hold(kind: str, text: str, three_digits: bool) -> bool:
+    """False only when the detector of `kind` cannot find anything in `text` (see the prefilters above)."""
+    if kind == "email":
+        return "@" in text
+    if kind in ("id_card", "bank_card"):
+        return three_digits and _LONG_NUMBER.search(text) is not None
+    if kind == "cn_mobile":
+        return three_digits and _MOBILE_CORE.search(text) is not None
+    if kind == "cn_landline":
+        return three_digits and _LANDLINE_CORE.search(text) is not None
+    if kind == "intl_phone":
+        return "+" in text
+    if kind == "ip":
+        return ("." in text and _IPV4_CORE.search(text) is not None) or (
+            ":" in text and _IPV6_CORE.search(text) is not None
+        )
+    if kind == "qq":  # the keyword is case-sensitive in _QQ
+        return "QQ" in text or "qq" in text or "Qq" in text or "扣扣" in text
+    if kind == "wechat":  # every keyword holds 信, x/X or "echat"; wxid_ holds x
+        return "信" in text or "x" in text or "X" in text or "echat" in text
+    return True
+
+
+def _probe(text: str) -> str:
+    """Full-width digits and letters (１３８…, ｑｑ) are matched through their NFKC form when it keeps every
+    character's position; otherwise the text is searched as it is."""
     if _FULL_WIDTH.search(text):
         probe = unicodedata.normalize("NFKC", text)
-        if len(probe) != len(text):
-            probe = text
+        if len(probe) == len(text):
+            return probe
+    return text
+
+
+def _detect(kind: str, probe: str, public_ip_only: bool) -> list[Span]:
+    return find_ip(probe, public_only=public_ip_only) if kind == "ip" else DETECTORS[kind](probe)
+
+
+def find_pii(text: str, types: Iterable[str] = TYPES, public_ip_only: bool = True) -> list[Span]:
+    """All PII spans of the given types, overlaps resolved. Each detector runs only where its prefilter passes."""
+    probe = _probe(text)
+    three_digits = _THREE_DIGITS.search(probe) is not None
     spans: list[Span] = []
     for t in types:
-        if t == "ip":
-            spans += find_ip(probe, public_only=public_ip_only)
-        else:
-            spans += DETECTORS[t](probe)
+        if _may_hold(t, probe, three_digits):
+            spans += _detect(t, probe, public_ip_only)
     return resolve_overlaps(spans)
+
+
+def find_pii_unfiltered(text: str, types: Iterable[str] = TYPES, public_ip_only: bool = True) -> list[Span]:
+    """`find_pii` without the prefilters: every detector on the whole text. The reference the prefilters are
+    checked against."""
+    probe = _probe(text)
+    return resolve_overlaps([s for t in types for s in _detect(t, probe, public_ip_only)])
 
 
 def redact(text: str, spans: list[Span], placeholders: dict[str, str] | None = None) -> str:

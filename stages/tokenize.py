@@ -14,7 +14,9 @@ sha256 or vocabulary size differs from the model's (see train/data.py).
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
 import re
 import time
 from pathlib import Path
@@ -30,7 +32,14 @@ from pydantic import Field
 
 from stages.base import Phase, StageConfig, StageContext
 from stages.io import ShardReader, atomic_write_json, list_shards
-from stages.megatron import IndexedDatasetWriter, build_meta, optimal_dtype, shard_prefix, write_meta
+from stages.megatron import (
+    IndexedDatasetWriter,
+    build_meta,
+    check_and_cast,
+    optimal_dtype,
+    shard_prefix,
+    write_meta,
+)
 from stages.tokenizer import tokenizer_path
 
 
@@ -58,6 +67,7 @@ def is_valid(doc_id: str, seed: int, fraction: float) -> bool:
     return xxhash.xxh64_intdigest(f"valid:{seed}:{doc_id}") / 2**64 < fraction
 
 
+@functools.lru_cache(maxsize=4096)
 def dataset_name(value: str | None) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", value) if value else "unknown"
 
@@ -96,9 +106,22 @@ class TokenizeShards(PipelineStep):
             node["tokens"] = node.get("tokens", 0) + tokens
 
         def flush(batch):
-            ids = sp.encode([d.text for d in batch], out_type=int)
-            for doc, toks in zip(batch, ids, strict=True):
-                toks = ([bos] if self.cfg.add_bos else []) + toks + [eos]
+            # One array for the whole batch: the documents' tokens back to back with BOS/EOS inserted, validated
+            # and cast once, then each writer gets its documents' slices (in document order).
+            encoded = sp.encode([d.text for d in batch], out_type=int)
+            lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
+            flat = np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.int64, count=int(lengths.sum()))
+            ends = np.cumsum(lengths)
+            if self.cfg.add_bos:  # BOS at each start, EOS at each end; np.insert keeps the given order at ties
+                where = np.stack([ends - lengths, ends], axis=1).ravel()
+                tokens = np.insert(flat, where, np.tile([bos, eos], len(batch)))
+            else:
+                tokens = np.insert(flat, ends, eos)
+            sizes = lengths + (2 if self.cfg.add_bos else 1)
+            stops = np.cumsum(sizes).tolist()
+            tokens = check_and_cast(tokens, vocab)
+            totals: dict[tuple, list[int]] = {}  # (dataset, split, lang, source) -> [documents, tokens]
+            for doc, stop, size in zip(batch, stops, sizes.tolist(), strict=True):
                 split = "valid" if is_valid(doc.id, self.seed, self.cfg.valid_fraction) else "train"
                 name = self.dataset_of(doc.metadata)
                 w = writers.get((name, split))
@@ -106,12 +129,16 @@ class TokenizeShards(PipelineStep):
                     w = writers[(name, split)] = IndexedDatasetWriter(
                         shard_prefix(self.stage_dir / name, split, rank), vocab
                     )
-                w.add_document(np.asarray(toks, dtype=np.int64))
+                w.add_checked(tokens[stop - size : stop])
                 lang = "code" if doc.metadata.get("kind") == "code" else (doc.metadata.get("lang") or "unknown")
-                add("datasets", name, split, docs=1, tokens=len(toks))
-                add("datasets", name, "by_lang", lang, docs=1, tokens=len(toks))
-                add("datasets", name, "by_source", doc.metadata.get("source") or "unknown", docs=1, tokens=len(toks))
-                add("by_lang", lang, docs=1, tokens=len(toks))
+                total = totals.setdefault((name, split, lang, doc.metadata.get("source") or "unknown"), [0, 0])
+                total[0] += 1
+                total[1] += size
+            for (name, split, lang, source), (docs, tokens_n) in totals.items():  # in order of first appearance
+                add("datasets", name, split, docs=docs, tokens=tokens_n)
+                add("datasets", name, "by_lang", lang, docs=docs, tokens=tokens_n)
+                add("datasets", name, "by_source", source, docs=docs, tokens=tokens_n)
+                add("by_lang", lang, docs=docs, tokens=tokens_n)
 
         try:
             batch = []

@@ -29,6 +29,7 @@ from stages.decontam import (
     merge_spans,
     normalize,
     units,
+    window_hashes_multi,
 )
 from stages.io import reported_counters
 from tests.conftest import REPO, write_config
@@ -179,6 +180,52 @@ def test_normalization_and_positions():
     assert [text[s:e] for s, e in zip(starts, ends)] == ["Ｔｈｅ", "ﬁnal", "ANSWER", "is", "42"]
     codes, starts, ends = units("李白，用钢笔写诗。", "zh")
     assert len(codes) == 7 and starts.tolist() == [0, 1, 3, 4, 5, 6, 7]
+
+
+def test_window_hashes_are_the_polynomial_of_each_window():
+    """The prefix-sum hashing gives, for every window, the polynomial sum_j codes[i+j] * B**(L-1-j) mod 2**64
+    finalized with fmix64 and the length, computed here with Python integers."""
+    m64, base, golden = (1 << 64) - 1, 0x100000001B3, 0x9E3779B97F4A7C15
+
+    def fmix(h: int) -> int:
+        h ^= h >> 33
+        h = h * 0xFF51AFD7ED558CCD & m64
+        h ^= h >> 33
+        h = h * 0xC4CEB9FE1A85EC53 & m64
+        return h ^ h >> 33
+
+    rng = np.random.default_rng(0)
+    for n in (0, 1, 7, 8, 13, 300):
+        codes = rng.integers(0, 2**64, n, dtype=np.uint64, endpoint=False)
+        got = window_hashes_multi(codes, [1, 8, 13])
+        for length, hashes in got.items():
+            expected = []
+            for i in range(n - length + 1):
+                h = 0
+                for c in codes[i : i + length].tolist():
+                    h = (h * base + c) & m64
+                expected.append(fmix(h ^ (length * golden & m64)))
+            assert hashes.tolist() == expected, (n, length)
+
+
+def test_lookup_matches_a_set_intersection_on_sample_documents(index_dir, zh_docs, en_docs):
+    """Item shares from the index (bucket prefilter, sort, binary search) equal a plain set intersection of each
+    document's n-grams with each item's n-grams read back from the index arrays."""
+    index = NgramIndex(index_dir)
+    item_grams: dict[int, set[int]] = {}
+    for k, key in enumerate(index.keys.tolist()):
+        for item in index.items[index.offsets[k] : index.offsets[k + 1]].tolist():
+            item_grams.setdefault(item, set()).add(key)
+    docs = zh_docs + en_docs + [paste_middle(zh_docs[0], exam(charm_items()[0], True))]
+    docs.append(paste_middle(en_docs[0], exam(mmlu_items()[0], False)))
+    touched = 0
+    for text in docs:
+        grams = set(index.doc_ngrams(text)[0].tolist())
+        expected = {i: len(g & grams) / len(g) for i, g in item_grams.items() if g & grams}
+        items, shares = index.item_shares(text)
+        assert dict(zip(items.tolist(), shares.tolist())) == expected
+        touched += bool(expected)
+    assert touched >= 2
 
 
 def test_cut_merges_spans_and_too_many_splits_drop(index_dir, zh_docs):

@@ -96,6 +96,35 @@ def test_identical_texts_share_every_band_and_unrelated_share_none(zh_docs, en_d
     assert not np.any(en[0] == en[1])
 
 
+def test_signatures_equal_their_straightforward_definition(books, en_docs):
+    """On every book of the sample and the English articles: the shingles are the mixed polynomial of each window
+    computed with n multiply-adds, the signature is min over shingles of ((a*h + b) mod 2**64) >> 32 per
+    permutation, and the band keys of a stack of signatures are those of each signature alone."""
+    from stages.dedup_rules import _P, _Q, _WS, _codepoints, _mix, _nfkc_fold
+
+    def windows(values: np.ndarray, n: int, base: np.uint64) -> np.ndarray:
+        count = len(values) - n + 1
+        h = np.zeros(count, dtype=np.uint64)
+        for j in range(n):
+            h = h * base + values[j : j + count]
+        return np.unique(_mix(h))
+
+    a, b = minhash_params(117, seed=1)
+    sigs = []
+    for text in books + en_docs:
+        cp = _codepoints(_WS.sub("", _nfkc_fold(text)))
+        shingles = char_shingles(text, 13)
+        assert np.array_equal(shingles, windows(cp, min(13, len(cp)), _P))
+        words = word_hashes(text)
+        assert np.array_equal(word_shingles(text, 5), windows(words, min(5, len(words)), _Q))
+        sig = minhash_signature(shingles, a, b)
+        assert np.array_equal(sig, ((shingles[:, None] * a[None, :] + b[None, :]) >> np.uint64(32)).min(axis=0))
+        sigs.append(sig)
+    stacked = band_keys(np.asarray(sigs), 9, 13)
+    assert stacked.shape == (len(sigs), 9)
+    assert all(np.array_equal(stacked[i], band_keys(sig, 9, 13)) for i, sig in enumerate(sigs))
+
+
 def test_word_hashes_are_per_word_and_stable():
     h = word_hashes("The quick brown fox -- the QUICK, brown fox!")
     assert len(h) == 8
