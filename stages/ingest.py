@@ -608,7 +608,8 @@ class IngestReader(PipelineStep):
                     yield self._doc(src, rel, n, html, url=url)
                     continue
                 if len(html.encode("utf-8", "surrogatepass")) > max_html:
-                    yield self._doc(src, rel, n, html[:TOO_LARGE_SAMPLE], url=url, error="too_large")
+                    sample = html.encode("utf-8", "surrogatepass")[:TOO_LARGE_SAMPLE].decode("utf-8", "ignore")
+                    yield self._doc(src, rel, n, sample, url=url, error="too_large")
                     continue
                 try:
                     text = extract_html_bounded(
@@ -697,6 +698,8 @@ class IdScan(PipelineStep):
                 rows[b] = []
 
         for doc in self.reader.run(None, rank, world_size):
+            if doc.metadata.get("filter_reason"):  # removed anyway: it must not take the id from a good copy
+                continue
             b = id_bucket(doc.id, self.buckets)
             rows[b].append((doc.id, self.reader._file_index, doc.metadata["source_line"]))
             if len(rows[b]) >= self.flush_rows:
