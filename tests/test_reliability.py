@@ -9,8 +9,10 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import polars as pl
@@ -97,6 +99,7 @@ def test_a_record_that_still_cannot_be_encoded_goes_to_removed():
 # --- item 3: truncated .zst and .warc(.gz) --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_truncated_zst_and_warc_end_in_failed_files_with_exit_1(tmp_path, zh_docs):
     src = tmp_path / "src"
     src.mkdir()
@@ -341,3 +344,42 @@ def test_unwritable_workdir_stops_with_a_message_not_a_traceback(tmp_path, zh_do
         readonly.chmod(0o755)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "run.workdir: cannot write to" in r.stderr and "Permission denied" in r.stderr
+
+
+def test_resume_after_kill_during_the_id_check_gives_the_clean_run(tmp_path, zh_docs):
+    """Kill ingest while its ids phase is mid-way (a task blocked on a FIFO), rerun: the ids, repeats and main
+    phases finish and give exactly the corpus of an uninterrupted run."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(4):  # every file repeats the ids of the one before it
+        write_jsonl(src / f"part-{i}.jsonl", [{"id": f"k{i + j}", "text": f"{zh_docs[j]}\n{i}"} for j in range(10)])
+    os.remove(src / "part-3.jsonl")
+    os.mkfifo(src / "part-3.jsonl")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    cfg_path = write_config(run_dir, source("s", str(src), "jsonl", id_field="id"), tasks=2, workers=1)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "run", "ingest", "--config", str(cfg_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    completions = run_dir / "out" / "ingest" / "logs" / "ids" / "completions"
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(completions.glob("*")):
+        time.sleep(0.05)
+    time.sleep(0.5)  # task 1 of the ids phase is now blocked inside the FIFO after reading part-1
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    cfg = load_config(cfg_path)
+    assert runner.stage_state(cfg, "ingest").state == "incomplete"
+    os.remove(src / "part-3.jsonl")
+    write_jsonl(src / "part-3.jsonl", [{"id": f"k{3 + j}", "text": f"{zh_docs[j]}\n3"} for j in range(10)])
+    stats = runner.run_stage(cfg, "ingest")
+    assert stats["kept"] == 13 and stats["removed_by_reason"] == {"duplicate_id": 27}
+    clean_dir = tmp_path / "clean"
+    clean_dir.mkdir()
+    clean_cfg, _ = run_ingest(write_config(clean_dir, source("s", str(src), "jsonl", id_field="id"), tasks=2))
+    assert kept(clean_cfg).sort("id").equals(kept(cfg).sort("id"))
+    assert verify(cfg, quiet=True) == []
