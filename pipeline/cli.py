@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import errno
+import os
 import sys
 
 from model.vocab import compare_command, merge_command
@@ -95,6 +97,19 @@ configuration. A commented-out key is unset. Relative paths are as written: they
 of that file."""
 
 
+def check_workdir_writable(cfg: Config) -> None:
+    """Stops a run before any work when run.workdir cannot be written (read-only, not a folder, no permission),
+    with the key and the reason, instead of a traceback from deep inside the first writer."""
+    workdir = cfg.workdir
+    probe = workdir / f".write-test-{os.getpid()}"
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ConfigError(f"{cfg.file}: run.workdir: cannot write to {workdir}: {e.strerror or e}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from pipeline.runner import StageError, TaskFailure
@@ -113,6 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             from pipeline import runner
 
+            check_workdir_writable(cfg)
             if args.stage == "all":
                 results = runner.run_all(cfg, force=args.force, wait=args.wait)
             else:
@@ -171,6 +187,12 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except (ConfigError, StageError) as e:
         print(f"pipeline: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        # a folder that became unwritable mid-run (permissions, read-only or full file system): say which file
+        if e.errno not in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC) or not e.filename:
+            raise
+        print(f"pipeline: cannot write {e.filename}: {e.strerror}", file=sys.stderr)
         return 2
     return 0
 

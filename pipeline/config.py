@@ -7,6 +7,7 @@ same validation. Relative paths are resolved against the folder of the config fi
 
 from __future__ import annotations
 
+import codecs
 import copy
 import datetime
 import glob
@@ -39,7 +40,17 @@ class RunSection(_Strict):
     """Where every output goes, and the seed."""
 
     workdir: str = "out"
-    """Folder for every stage's output: `<workdir>/<stage>/kept`, `removed`, `stats.json`."""
+    """Folder for every stage's output: `<workdir>/<stage>/kept`, `removed`, `stats.json` (not empty: use "." for
+    the config file's folder)."""
+
+    @field_validator("workdir")
+    @classmethod
+    def _workdir_not_empty(cls, v: str):
+        # "" resolves to the config file's folder: stage folders would be written among the user's files unasked
+        if not v.strip():
+            raise ValueError('run.workdir is empty; name a folder (use "." for the config file\'s own folder)')
+        return v
+
     seed: int = 1234
     """Seed for everything sampled (held-out splits, tokenizer samples, training order)."""
 
@@ -137,6 +148,27 @@ class SourceSection(_Strict):
     glob: str | None = None
     """Only files matching this pattern, relative to a folder `path`: "*.py" matches the top level only,
     "**/*.py" every subfolder too."""
+    encoding: str | None = None
+    """jsonl/text: the character encoding of the files when it is not UTF-8, e.g. "gb18030" (Python codec names);
+    unset: UTF-8, and a line (jsonl) or file (text) that is not valid UTF-8 goes to removed/ as not_utf8."""
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_not_a_path_step(cls, v: str):
+        # the name becomes a folder name (token shards per source): "." or ".." would write outside its folder
+        if set(v) == {"."}:
+            raise ValueError(f"source name {v!r} is not allowed: it names a folder step")
+        return v
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v: str | None):
+        if v is not None:
+            try:
+                codecs.lookup(v)
+            except LookupError:
+                raise ValueError(f"unknown encoding {v!r} (a Python codec name, e.g. 'gb18030')") from None
+        return v
 
     @model_validator(mode="after")
     def _options_fit_format(self):
@@ -146,6 +178,8 @@ class SourceSection(_Strict):
             raise ValueError(f"text_mode {self.text_mode!r} does not apply to format {self.format!r} (use {modes})")
         if self.wiki_variant and self.format != "wikipedia":
             raise ValueError(f"wiki_variant applies to format 'wikipedia' only, not {self.format!r}")
+        if self.encoding and self.format not in ("jsonl", "text"):
+            raise ValueError(f"encoding applies to formats 'jsonl' and 'text' only, not {self.format!r}")
         return self
 
 
@@ -172,7 +206,7 @@ class Config(_Strict):
     eval: EvalSection = Field(default_factory=EvalSection)
 
     # Set by load_config; not TOML keys.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True, strict=True)
     _file: Path = Path("pipeline.toml")
 
     @field_validator("sources")

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pyarrow as pa
 from datatrove.pipeline.filters.base_filter import BaseFilter
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Strict
 
 from stages.io import (
     BASE_SCHEMA,
@@ -32,10 +32,11 @@ from stages.io import (
 
 
 class StrictModel(BaseModel):
-    """A config table: an unknown key is an error, and an assignment (`--set`) is validated like a loaded value.
+    """A config table: an unknown key is an error, an assignment (`--set`) is validated like a loaded value, and
+    types are strict: "9" is not an int and "no" not a bool (an int is still a float: `lr = 1` is 1.0).
     Every config model of the project derives from it (pipeline/config.py imports it from here, the lower layer)."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True, strict=True)
 
 
 class StageConfig(StrictModel):
@@ -44,6 +45,10 @@ class StageConfig(StrictModel):
     enabled: bool = True
     """Run this stage in `pipeline run all`. A disabled stage is passed over: the next stage reads the kept
     output of the nearest earlier enabled stage."""
+
+
+# An int used as a table key (`{ 2 = 0.2 }`): TOML keys are always strings, so this one int is parsed from text.
+IntKey = Annotated[int, Strict(False)]
 
 
 @dataclass

@@ -54,6 +54,11 @@ def natural_key(doc_id: str) -> tuple:
     return tuple(int(p) if p.isdigit() else p for p in _DIGITS.split(doc_id))
 
 
+# bands x rows at most: 8x the published settings (MAP-CC 9x13, FineWeb 14x8), far past where the S-curve still
+# sharpens usefully, and small enough that signature memory stays bounded per document.
+MAX_PERMUTATIONS = 1024
+
+
 class DedupConfig(StageConfig):
     """Exact duplicates, then MinHash near duplicates, then near-repeated lines inside a document (MAP-CC's order)."""
 
@@ -70,8 +75,8 @@ class DedupConfig(StageConfig):
     bands: int = Field(9, ge=1)
     """LSH bands (see rows)."""
     rows: int = Field(13, ge=1)
-    """bands x rows permutations; a pair is a candidate when one band matches. 9 x 13 (MAP-CC) puts the 50%
-    point at a Jaccard similarity of (1/9)**(1/13) = 0.845."""
+    """bands x rows permutations (at most 1024); a pair is a candidate when one band matches. 9 x 13 (MAP-CC) puts
+    the 50% point at a Jaccard similarity of (1/9)**(1/13) = 0.845."""
     verify: Literal["none", "signature", "exact"] = "signature"
     """How a candidate pair from a shared band is confirmed before it is merged: "none" accepts every candidate
     (MAP-CC); "signature" compares the full signatures (estimated Jaccard, no extra pass); "exact" computes the
@@ -96,6 +101,11 @@ class DedupConfig(StageConfig):
     def _something_to_do(self):
         if self.enabled and not (self.exact or self.minhash or self.similar_lines):
             raise ValueError("dedup is enabled but exact, minhash and similar_lines are all false")
+        if self.bands * self.rows > MAX_PERMUTATIONS:
+            raise ValueError(
+                f"bands x rows = {self.bands * self.rows} permutations; at most {MAX_PERMUTATIONS} (memory per document "
+                "grows with it: rows = 100000 took 11 GB for 5 documents)"
+            )
         return self
 
 

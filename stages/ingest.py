@@ -14,9 +14,15 @@ while what the other files produced is kept.
 
 from __future__ import annotations
 
+import codecs
 import glob as globlib
+import hashlib
+import io
 import json
+import os
 import re
+import signal
+import threading
 import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,7 +30,10 @@ from pathlib import Path
 from typing import Literal
 
 import orjson
+import polars as pl
 import pyarrow as pa
+import pyarrow.parquet as pq
+import zstandard
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.io import get_datafolder
 from datatrove.pipeline.base import PipelineStep
@@ -32,9 +41,11 @@ from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.utils.logging import logger
 from pydantic import Field
 from tqdm import tqdm
+from warcio.archiveiterator import ArchiveIterator
 
 from stages.base import Phase, StageConfig, StageContext
 from stages.formats import Extracted, arxiv, epub, pdf, wikipedia
+from stages.io import TMP_DIR
 
 
 class IngestConfig(StageConfig):
@@ -49,6 +60,18 @@ class IngestConfig(StageConfig):
     """trafilatura's include_tables for WARC HTML: keep the text of tables."""
     max_shard_mb: int = Field(256, ge=1)
     """Kept/removed Parquet shards rotate at this size."""
+    max_payload_mb: float = Field(10, gt=0)
+    """WARC: a record whose decoded payload is larger goes to removed/ as too_large (only this much is read, so a
+    decompression bomb cannot exhaust memory)."""
+    max_html_mb: float = Field(2, gt=0)
+    """WARC: an HTML page larger than this after decoding goes to removed/ as too_large instead of being parsed
+    (trafilatura's time and memory grow with the page)."""
+    extract_timeout_s: float = Field(30, gt=0)
+    """WARC: text extraction of one page stops after this many seconds and the page goes to removed/ as
+    extraction_timeout (enforced with SIGALRM where the task runs in its process's main thread)."""
+    id_buckets: int = Field(8, ge=1)
+    """Sources with an id_field: ids are checked for repeats in this many buckets (one task each, holding about
+    1/id_buckets of the ids); the result does not depend on it."""
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -84,6 +107,17 @@ def decode_bytes(data: bytes) -> str:
     return data.decode("utf-8", errors="replace")
 
 
+def decode_input(data: bytes, encoding: str | None) -> tuple[str, str | None]:
+    """`data` decoded as `encoding` (UTF-8 when None), and the removed/ reason when it is not valid in it:
+    `not_utf8` (a GBK file read as UTF-8 would otherwise turn into U+FFFD without a word) or `not_<encoding>`.
+    The text is then decoded with replacement, so the removed record still shows what was there."""
+    codec = encoding or "utf-8"
+    try:
+        return data.decode(codec), None
+    except UnicodeDecodeError:
+        return data.decode(codec, errors="replace"), "not_" + codec.replace("-", "").lower()
+
+
 _META_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?\s*([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 _HEADER_CHARSET = re.compile(r"charset\s*=\s*[\"']?([A-Za-z0-9_.:-]+)", re.IGNORECASE)
 # Chinese sites that say gb2312 or gbk routinely serve characters only GB18030 (a superset) has.
@@ -95,8 +129,6 @@ def _codec(name: str | None) -> str | None:
         return None
     name = _CHARSET_ALIASES.get(name.strip().lower(), name.strip().lower())
     try:
-        import codecs
-
         return codecs.lookup(name).name
     except LookupError:
         return None
@@ -143,6 +175,73 @@ def extract_html(html: str, favor_precision: bool = False, include_tables: bool 
     )
 
 
+class ExtractionTimeout(BaseException):
+    """Raised by SIGALRM inside trafilatura; a BaseException so that no `except Exception` in a library eats it."""
+
+
+def extract_html_bounded(html: str, favor_precision: bool, include_tables: bool, timeout_s: float) -> str | None:
+    """extract_html, stopped with ExtractionTimeout after `timeout_s` seconds. The alarm needs the main thread
+    (datatrove's local executor and Ray run tasks there); elsewhere the page is extracted without a bound and
+    max_html_mb is the only limit."""
+    if threading.current_thread() is not threading.main_thread():
+        return extract_html(html, favor_precision, include_tables)
+
+    def on_alarm(signum, frame):
+        raise ExtractionTimeout
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, timeout_s)
+        return extract_html(html, favor_precision, include_tables)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+# A too_large record keeps this much of its start as its removed/ text, to show what it was.
+TOO_LARGE_SAMPLE = 64 * 1024
+
+
+class StrictArchiveIterator(ArchiveIterator):
+    """warcio's iterator, recording whether the last gzip member ended early: warcio stops quietly there."""
+
+    truncated = False
+
+    def close(self):
+        reader = self.reader
+        if reader is not None and reader.decompressor is not None and not getattr(reader.decompressor, "eof", True):
+            self.truncated = True
+        super().close()
+
+
+def check_record_complete(record) -> None:
+    """After warcio moved past `record`: its block must have been as long as its Content-Length said. A file cut
+    inside a record reads as a shorter record and then a clean end, without an error."""
+    if record is not None and getattr(record.raw_stream, "limit", 0):
+        raise EOFError(f"WARC record ends {record.raw_stream.limit} bytes before its Content-Length (truncated file)")
+
+
+def writable(doc: Document) -> int:
+    """The UTF-8 size of `doc`'s text, once every string of `doc` is known to encode. Normalization leaves nothing
+    that cannot; should a string still fail, it is escaped and the document goes to removed/ as
+    `unwritable_record`, so one record never stops the writer or the rest of its file."""
+    try:
+        doc.id.encode("utf-8")
+        for value in doc.metadata.values():
+            if isinstance(value, str):
+                value.encode("utf-8")
+        return len(doc.text.encode("utf-8"))
+    except UnicodeEncodeError:
+
+        def escaped(value):
+            return value.encode("utf-8", "backslashreplace").decode("utf-8") if isinstance(value, str) else value
+
+        doc.id, doc.text = escaped(doc.id), escaped(doc.text)
+        doc.metadata = {k: escaped(v) for k, v in doc.metadata.items()}
+        doc.metadata["filter_reason"] = "unwritable_record"
+        return len(doc.text.encode("utf-8"))
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Reading sources
 
@@ -162,6 +261,7 @@ class SourceSpec:
     kind: str
     text_mode: str
     wiki_variant: str | None = None
+    encoding: str | None = None
 
     def list_files(self) -> list[str]:
         if self.files is not None:
@@ -171,6 +271,16 @@ class SourceSpec:
         if self.format == "arxiv":  # a paper is an archive or a folder of files: one unit of work each
             return arxiv.paper_units(files)
         return files
+
+    def unreadable_folders(self) -> list[tuple[str, str]]:
+        """(folder, error) for every subfolder of a local source folder that cannot be listed: fsspec's listing
+        skips them without a word, and their files would be missing from the corpus."""
+        if self.files is not None or "://" in self.base:
+            return []
+        errors: list[tuple[str, str]] = []
+        for _root, dirs, _ in os.walk(self.base, onerror=lambda e: errors.append((e.filename, e.strerror))):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+        return errors
 
 
 def _is_hidden(rel: str) -> bool:
@@ -189,6 +299,7 @@ def resolve_source(src, cfg) -> SourceSpec:
         kind=src.kind,
         text_mode=src.text_mode,
         wiki_variant=src.wiki_variant,
+        encoding=src.encoding,
     )
     if globlib.has_magic(raw):
         full = str(cfg.path(raw))
@@ -203,11 +314,51 @@ def resolve_source(src, cfg) -> SourceSpec:
     return SourceSpec(base=str(p.parent), files=[p.name], pattern=None, **common)
 
 
+class ZstdFramesReader(io.RawIOBase):
+    """A zstd stream read frame after frame that raises EOFError when the input ends inside a frame: zstandard's
+    own stream reader returns a short read there, so a truncated .zst would read as a shorter file."""
+
+    def __init__(self, raw):
+        super().__init__()
+        self._raw = raw
+        self._dctx = zstandard.ZstdDecompressor()
+        self._frame = None  # decompressobj of the frame being read
+        self._pending = b""  # compressed bytes after the end of the last frame
+        self._out = b""
+        self._pos = 0
+        self._eof = False
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while self._pos >= len(self._out) and not self._eof:
+            data = self._pending or self._raw.read(1 << 20)
+            self._pending = b""
+            if not data:
+                if self._frame is not None and not self._frame.eof:
+                    raise EOFError("zstd: the file ends inside a frame (truncated)")
+                self._eof = True
+                break
+            if self._frame is None or self._frame.eof:
+                self._frame = self._dctx.decompressobj()
+            self._out, self._pos = self._frame.decompress(data), 0
+            if self._frame.eof:
+                self._pending = self._frame.unused_data
+        n = min(len(buffer), len(self._out) - self._pos)
+        buffer[:n] = self._out[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
+
+
 def open_decompressed(folder, rel: str):
     """A binary, line-iterable stream of `rel`, decompressed by its extension (.gz, .zst, .bz2, .xz)."""
     import bz2
     import gzip
-    import io
     import lzma
 
     raw = folder.open(rel, "rb")
@@ -215,10 +366,7 @@ def open_decompressed(folder, rel: str):
     if name.endswith(".gz"):
         return gzip.GzipFile(fileobj=raw)
     if name.endswith((".zst", ".zstd")):
-        import zstandard
-
-        reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=True)
-        return io.BufferedReader(reader)
+        return io.BufferedReader(ZstdFramesReader(raw))
     if name.endswith(".bz2"):
         return bz2.BZ2File(raw)
     if name.endswith(".xz"):
@@ -232,33 +380,62 @@ class IngestReader(PipelineStep):
     name = "sources"
     type = "📖 - READER"
 
-    def __init__(self, sources: list[SourceSpec], cfg: IngestConfig, progress: bool = False):
+    def __init__(
+        self,
+        sources: list[SourceSpec],
+        cfg: IngestConfig,
+        progress: bool = False,
+        repeats_dir: Path | None = None,
+        only_id_sources: bool = False,
+    ):
         super().__init__()
         self.sources = sources
         self.cfg = cfg
         self.progress = progress
+        self.repeats_dir = repeats_dir  # the id check's verdicts (IdRepeats); None: no source has an id_field
+        self.only_id_sources = only_id_sources  # the id check's first phase reads only sources with an id_field
         self.docs = self.chars = self.bytes = 0
         self.failed_files: list[dict] = []
         self._current_file = ""
+        self._file_index = 0
+        self._repeats: set[tuple[int, int]] = set()
 
     def all_files(self) -> list[tuple[int, str]]:
         return [(i, rel) for i, s in enumerate(self.sources) for rel in s.list_files()]
+
+    def my_files(self, rank: int, world_size: int) -> list[tuple[int, int, str]]:
+        """(index in the whole sorted file list, source, file) of this task's files: the index orders records
+        across files for the id check, whatever the number of tasks."""
+        return [(fi, si, rel) for fi, (si, rel) in enumerate(self.all_files())][rank::world_size]
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         self.docs = self.chars = self.bytes = 0
         self.failed_files = []
         if data:
             yield from data
-        files = self.all_files()[rank::world_size]
-        for si, rel in tqdm(files, desc=f"ingest task {rank}", unit="file", disable=not self.progress):
+        if rank == 0 and not self.only_id_sources:  # reported once, by one task
+            for src in self.sources:
+                for folder, error in src.unreadable_folders():
+                    logger.error(f"ingest: cannot list {folder}: {error}")
+                    self.failed_files.append(
+                        {"source": src.name, "file": folder, "error": f"unreadable folder: {error}"}
+                    )
+                    self.stat_update("failed_files")
+        files = self.my_files(rank, world_size)
+        if self.only_id_sources:
+            files = [f for f in files if self.sources[f[1]].id_field]
+        self._repeats = load_repeats(self.repeats_dir, {fi for fi, _, _ in files}) if self.repeats_dir else set()
+        for fi, si, rel in tqdm(files, desc=f"ingest task {rank}", unit="file", disable=not self.progress):
             src = self.sources[si]
             full = self._current_file = str(Path(src.base) / rel)
+            self._file_index = fi
             self.stat_update("input_files")
             try:
                 for doc in self._read(src, rel):
+                    n_bytes = writable(doc)
                     self.docs += 1
                     self.chars += len(doc.text)
-                    self.bytes += len(doc.text.encode("utf-8"))
+                    self.bytes += n_bytes
                     yield doc
             except Exception as e:  # the file itself is unreadable (truncated gzip, corrupt Parquet, ...)
                 msg = f"{type(e).__name__}: {e}"
@@ -282,9 +459,15 @@ class IngestReader(PipelineStep):
         }
         yield from reader[src.format](src, folder, rel)
 
+    def _clean(self, value: str) -> str:
+        return normalize_text(value, self.cfg.unicode_form)
+
     def _doc(self, src: SourceSpec, rel: str, line: int, text, rid=None, url=None, error: str | None = None):
+        # Every string that reaches Parquet is normalized like the text: a lone surrogate in an id, a URL or a
+        # file name (undecodable bytes in a name come back from the OS as surrogates) would stop the writer.
+        rel = self._clean(rel)
         if rid is not None and rid != "":
-            doc_id = f"{src.name}:{rid}"
+            doc_id = f"{src.name}:{self._clean(str(rid))}"
         else:
             doc_id = f"{src.name}:{rel}:{line}" if line else f"{src.name}:{rel}"
         if error is None:
@@ -292,17 +475,18 @@ class IngestReader(PipelineStep):
                 error, text = "missing_text_field", ""
             elif not isinstance(text, str):
                 error, text = "non_string_text", json.dumps(text, ensure_ascii=False, default=str)
-            else:
-                text = normalize_text(text, self.cfg.unicode_form)
-                if not text.strip():
-                    error = "empty_text"
+        text = self._clean(text)
+        if error is None and not text.strip():
+            error = "empty_text"
+        if error is None and (self._file_index, line or 1) in self._repeats:
+            error = "duplicate_id"
         meta = {
             "source": src.name,
             "kind": src.kind,
-            "url": None if url is None else str(url),
+            "url": None if url is None else self._clean(str(url)),
             "lang": None,
             "lang_score": None,
-            "source_file": self._current_file,
+            "source_file": self._clean(self._current_file),
             "source_line": line or 1,
         }
         if error:
@@ -354,9 +538,15 @@ class IngestReader(PipelineStep):
     def _jsonl(self, src, folder, rel):
         with open_decompressed(folder, rel) as f:
             for lineno, raw in enumerate(f, start=1):
+                if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
+                    raw = raw[len(codecs.BOM_UTF8) :]
                 if not raw.strip():
                     continue
-                line = decode_bytes(raw).rstrip("\n")
+                line, bad_encoding = decode_input(raw, src.encoding)
+                line = line.rstrip("\n")
+                if bad_encoding:
+                    yield self._doc(src, rel, lineno, line, error=bad_encoding)
+                    continue
                 try:
                     record = orjson.loads(line)
                 except orjson.JSONDecodeError:
@@ -380,8 +570,6 @@ class IngestReader(PipelineStep):
         return self._doc(src, rel, n, record[src.text_field], rid, url)
 
     def _parquet(self, src, folder, rel):
-        import pyarrow.parquet as pq
-
         with folder.open(rel, "rb") as f, pq.ParquetFile(f) as pqf:
             n = 0
             for batch in pqf.iter_batches(batch_size=1000):
@@ -390,14 +578,23 @@ class IngestReader(PipelineStep):
                     yield self._record(src, rel, n, record)
 
     def _warc(self, src, folder, rel):
-        from warcio.archiveiterator import ArchiveIterator
-
+        max_payload = int(self.cfg.max_payload_mb * 2**20)
+        max_html = int(self.cfg.max_html_mb * 2**20)
         with folder.open(rel, "rb") as f:
-            for n, record in enumerate(ArchiveIterator(f), start=1):
+            records = StrictArchiveIterator(f)
+            previous = None
+            for n, record in enumerate(records, start=1):
+                check_record_complete(previous)
+                previous = record
                 if record.rec_type not in ("response", "conversion"):
                     continue  # request, warcinfo, metadata records are not documents
                 url = record.rec_headers.get_header("WARC-Target-URI")
-                payload = record.content_stream().read()
+                # read one byte past the cap: a record that inflates beyond it is never held in memory whole
+                payload = record.content_stream().read(max_payload + 1)
+                if len(payload) > max_payload:
+                    sample = decode_bytes(payload[:TOO_LARGE_SAMPLE])
+                    yield self._doc(src, rel, n, sample, url=url, error="too_large")
+                    continue
                 if record.rec_type == "conversion":  # WET: already plain text
                     yield self._doc(src, rel, n, decode_bytes(payload), url=url)
                     continue
@@ -410,16 +607,34 @@ class IngestReader(PipelineStep):
                 if "text/plain" in ptype.lower():
                     yield self._doc(src, rel, n, html, url=url)
                     continue
-                text = extract_html(html, self.cfg.html_favor_precision, self.cfg.html_include_tables)
+                if len(html.encode("utf-8", "surrogatepass")) > max_html:
+                    sample = html.encode("utf-8", "surrogatepass")[:TOO_LARGE_SAMPLE].decode("utf-8", "ignore")
+                    yield self._doc(src, rel, n, sample, url=url, error="too_large")
+                    continue
+                try:
+                    text = extract_html_bounded(
+                        html, self.cfg.html_favor_precision, self.cfg.html_include_tables, self.cfg.extract_timeout_s
+                    )
+                except ExtractionTimeout:
+                    yield self._doc(src, rel, n, html, url=url, error="extraction_timeout")
+                    continue
                 if not text:
                     # keep the page itself so nothing is lost
                     yield self._doc(src, rel, n, normalize_text(html), url=url, error="no_text_extracted")
                     continue
                 yield self._doc(src, rel, n, text, url=url)
+            check_record_complete(previous)
+            if records.err_count:
+                raise ValueError(f"{records.err_count} WARC record(s) longer or shorter than their Content-Length")
+            if records.truncated:
+                raise EOFError("the gzip stream ends inside a record (truncated file)")
 
     def _text(self, src, folder, rel):
         with open_decompressed(folder, rel) as f:
-            content = decode_bytes(f.read())
+            content, bad_encoding = decode_input(f.read(), src.encoding)
+        if bad_encoding:  # the whole file, as one record: its blocks cannot be trusted
+            yield self._doc(src, rel, 0, content, error=bad_encoding)
+            return
         if src.text_mode == "file":
             yield self._doc(src, rel, 0, content)
             return
@@ -434,6 +649,110 @@ class IngestReader(PipelineStep):
             elif block:
                 yield self._doc(src, rel, start, "\n".join(block))
                 block = []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Unique ids. An id from an `id_field` can repeat (the same record in two files, a dump with reused keys), and a
+# repeated id would break every later stage's accounting and dedup's keeper-by-id. Before the main read, sources
+# with an id_field go through two phases that never hold more than one bucket of ids in a process:
+#   ids:     each task reads its files and writes every record's (id, file index, record) into `id_buckets`
+#            Parquet files, the bucket chosen by a hash of the id;
+#   repeats: one task per bucket finds the ids seen more than once there; the first occurrence (files in the
+#            sorted order every task lists them in, then by line or row) keeps the id, the others are written to
+#            repeats/<bucket>.parquet by (file index, record).
+# The main read routes those records to removed/ as `duplicate_id`, so kept ids are unique and which copy is kept
+# depends on neither the task count nor the bucket count.
+
+
+def id_bucket(doc_id: str, buckets: int) -> int:
+    return int.from_bytes(hashlib.blake2b(doc_id.encode("utf-8"), digest_size=8).digest(), "little") % buckets
+
+
+ID_SCHEMA = pa.schema([("id", pa.string()), ("file_index", pa.int64()), ("record", pa.int64())])
+
+
+class IdScan(PipelineStep):
+    """The ids phase: every record of this task's id_field sources, by id bucket (see above)."""
+
+    name = "id scan"
+    type = "🔑 - IDS"
+
+    def __init__(self, reader: IngestReader, work: Path, buckets: int, flush_rows: int = 100_000):
+        super().__init__()
+        self.reader = reader
+        self.work = Path(work)
+        self.buckets = buckets
+        self.flush_rows = flush_rows
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        tmp = self.work / "ids" / TMP_DIR
+        tmp.mkdir(parents=True, exist_ok=True)
+        paths = [tmp / f"{b:04d}_{rank:05d}.parquet" for b in range(self.buckets)]
+        writers = [pq.ParquetWriter(p, ID_SCHEMA) for p in paths]
+        rows: list[list[tuple[str, int, int]]] = [[] for _ in range(self.buckets)]
+
+        def flush(b: int) -> None:
+            if rows[b]:
+                ids, files, records = zip(*rows[b])
+                writers[b].write_table(pa.table([ids, files, records], schema=ID_SCHEMA))
+                rows[b] = []
+
+        for doc in self.reader.run(None, rank, world_size):
+            if doc.metadata.get("filter_reason"):  # removed anyway: it must not take the id from a good copy
+                continue
+            b = id_bucket(doc.id, self.buckets)
+            rows[b].append((doc.id, self.reader._file_index, doc.metadata["source_line"]))
+            if len(rows[b]) >= self.flush_rows:
+                flush(b)
+        for b, writer in enumerate(writers):
+            flush(b)
+            writer.close()
+            final = self.work / "ids" / f"{b:04d}" / f"{rank:05d}.parquet"
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(paths[b], final)
+        if data:
+            yield from data
+
+
+class IdRepeats(PipelineStep):
+    """The repeats phase: one task per id bucket (see above)."""
+
+    name = "id repeats"
+    type = "🔑 - IDS"
+
+    def __init__(self, work: Path):
+        super().__init__()
+        self.work = Path(work)
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        files = sorted((self.work / "ids" / f"{rank:04d}").glob("*.parquet"))
+        ids = (
+            pl.read_parquet(files)
+            if files
+            else pl.DataFrame(schema={"id": pl.String, "file_index": pl.Int64, "record": pl.Int64})
+        )
+        repeats = (
+            ids.sort("file_index", "record")
+            .filter(pl.col("id").is_duplicated() & ~pl.col("id").is_first_distinct())
+            .select("file_index", "record")
+        )
+        self.stat_update("duplicate_ids", value=len(repeats))
+        out = self.work / "repeats" / f"{rank:04d}.parquet"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        repeats.write_parquet(tmp)
+        os.replace(tmp, out)
+        if data:
+            yield from data
+
+
+def load_repeats(repeats_dir: Path, file_indexes: set[int]) -> set[tuple[int, int]]:
+    """(file index, record) of the repeated ids in the given files: only this task's share is held."""
+    files = sorted(Path(repeats_dir).glob("*.parquet"))
+    if not files or not file_indexes:
+        return set()
+    mine = pl.scan_parquet(files).filter(pl.col("file_index").is_in(sorted(file_indexes))).collect()
+    return set(mine.iter_rows())
 
 
 class IngestErrors(BaseFilter):
@@ -463,7 +782,15 @@ def build(ctx: StageContext) -> list[Phase]:
         raise ValueError(f"{cfg.file}: no [[sources]] to ingest")
     specs = [resolve_source(s, cfg) for s in cfg.sources]
     stage_cfg: IngestConfig = ctx.stage_cfg
-    reader = IngestReader(specs, stage_cfg, progress=ctx.workers == 1)
+    phases = []
+    repeats_dir = None
+    if any(s.id_field for s in specs):
+        work = ctx.stage_dir / "work"
+        scan_reader = IngestReader(specs, stage_cfg, only_id_sources=True)
+        phases.append(Phase("ids", [IdScan(scan_reader, work, stage_cfg.id_buckets)], ctx.tasks))
+        phases.append(Phase("repeats", [IdRepeats(work)], stage_cfg.id_buckets))
+        repeats_dir = work / "repeats"
+    reader = IngestReader(specs, stage_cfg, progress=ctx.workers == 1, repeats_dir=repeats_dir)
     phase = ctx.standard_phase(
         [IngestErrors()],
         new_columns=DOCUMENT_COLUMNS if any(s.format in DOCUMENT_FORMATS for s in specs) else None,
@@ -471,4 +798,4 @@ def build(ctx: StageContext) -> list[Phase]:
         reader=reader,
         max_shard_bytes=stage_cfg.max_shard_mb * 2**20,
     )
-    return [phase]
+    return [*phases, phase]

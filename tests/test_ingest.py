@@ -335,10 +335,17 @@ def test_verify_catches_planted_loss(tmp_path, zh_docs):
 
 
 def test_verify_catches_duplicate_ids(tmp_path, zh_docs):
-    write_jsonl(tmp_path / "a.jsonl", [{"text": zh_docs[0], "id": "x"}, {"text": zh_docs[1], "id": "x"}])
+    write_jsonl(tmp_path / "a.jsonl", [{"text": t, "id": f"x{i}"} for i, t in enumerate(zh_docs[:2])])
     cfg, _ = run_ingest(write_config(tmp_path, source("s", "a.jsonl", "jsonl", id_field="id")))
+    assert verify(cfg, quiet=True) == []
+    # ingest makes ids unique (tests/test_ingest_reliability.py); plant a repeat in kept/ with the counts unchanged
+    shard = sorted((cfg.workdir / "ingest" / "kept").glob("*.parquet"))[0]
+    table = pq.read_table(shard)
+    ids = table.column("id").to_pylist()
+    table = table.set_column(table.schema.get_field_index("id"), "id", pa.array([ids[0]] * len(ids)))
+    pq.write_table(table, shard)
     problems = verify(cfg, quiet=True)
-    assert len(problems) == 1 and "appear more than once" in problems[0] and "s:x" in problems[0]
+    assert len(problems) == 1 and "appear more than once" in problems[0] and "s:x0" in problems[0]
 
 
 def test_run_stage_refuses_disabled_stage(tmp_path, zh_docs):

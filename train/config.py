@@ -15,7 +15,7 @@ from model.config import PRESETS
 class ModelSection(BaseModel):
     """`[model]`: a named preset, and any of its fields replaced. Vocabulary size comes from the tokenizer."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, strict=True)
 
     preset: str = "tiny"
     """tiny (CPU tests, demo), 125m, 350m or ct-llm-2b (CT-LLM's architecture)."""
@@ -53,7 +53,7 @@ class ModelSection(BaseModel):
 
 
 class _RunSection(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, strict=True)
 
     max_steps: PositiveInt = 1000
     """Last optimizer step; also the length of the LR schedule."""
@@ -162,7 +162,7 @@ class PretrainSection(_LoopSection):
 class LoraSection(BaseModel):
     """`[train.sft.lora]`, `[train.dpo.lora]`: low-rank adapters instead of full fine-tuning."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, strict=True)
 
     enabled: bool = False
     """Train LoRA adapters on a frozen model (merged into the weights on export)."""
@@ -275,7 +275,7 @@ class DpoSection(_FinetuneSection):
 class TrainSection(BaseModel):
     """The trainer's runs: pretraining, then SFT, then DPO."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, strict=True)
 
     pretrain: PretrainSection = Field(default_factory=PretrainSection)
     sft: SftSection = Field(default_factory=SftSection)
@@ -285,7 +285,7 @@ class TrainSection(BaseModel):
 class McTaskSection(BaseModel):
     """One `[[eval.tasks]]` table: a multiple-choice file in C-Eval/CMMLU/MMLU layout."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, strict=True)
 
     name: str
     """Task name in the results table."""
@@ -299,7 +299,7 @@ class McTaskSection(BaseModel):
 class GenerateSection(BaseModel):
     """`[eval.generate]`: `pipeline generate --from RUN_DIR --prompt TEXT`."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, strict=True)
 
     max_new_tokens: PositiveInt = 128
     """Tokens to sample at most (stops earlier at <|end|> or EOS)."""
@@ -318,7 +318,7 @@ class GenerateSection(BaseModel):
 class EvalSection(BaseModel):
     """`[eval]`: `pipeline eval --from RUN_DIR` (a run folder, a checkpoint file or an exported HF folder)."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, strict=True)
 
     batches: PositiveInt = 20
     """Micro-batches of validation sequences to average the loss over."""

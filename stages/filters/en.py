@@ -16,7 +16,7 @@ from datatrove.pipeline.filters import (
 from datatrove.pipeline.filters.base_filter import BaseFilter, get_filter_result
 from pydantic import Field
 
-from stages.base import StrictModel
+from stages.base import IntKey, StrictModel
 
 
 class GopherRepetitionConfig(StrictModel):
@@ -32,9 +32,9 @@ class GopherRepetitionConfig(StrictModel):
     """Share of characters in repeated lines, at most."""
     dup_para_char_frac: float = 0.2
     """Share of characters in repeated paragraphs, at most."""
-    top_n_grams: dict[int, float] = Field(default_factory=lambda: {2: 0.20, 3: 0.18, 4: 0.16})
+    top_n_grams: dict[IntKey, float] = Field(default_factory=lambda: {2: 0.20, 3: 0.18, 4: 0.16})
     """n -> the share of characters the most frequent word n-gram may cover."""
-    dup_n_grams: dict[int, float] = Field(
+    dup_n_grams: dict[IntKey, float] = Field(
         default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
     )
     """n -> the share of characters that may lie in repeated word n-grams."""

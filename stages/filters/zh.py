@@ -13,7 +13,7 @@ from datatrove.pipeline.filters.base_filter import BaseFilter
 from pydantic import Field, field_validator
 
 from stages import zh_rules
-from stages.base import StrictModel
+from stages.base import IntKey, StrictModel
 
 
 class ZhRulesConfig(StrictModel):
@@ -53,9 +53,9 @@ class ZhRulesConfig(StrictModel):
     """Character unigram entropy (natural log), at least."""
     max_bracket_ratio: float = Field(0.1, ge=0)
     """Characters inside 【】 per character, at most."""
-    max_top_ngram: dict[int, float] = Field(default_factory=lambda: {2: 0.20, 3: 0.18, 4: 0.16})
+    max_top_ngram: dict[IntKey, float] = Field(default_factory=lambda: {2: 0.20, 3: 0.18, 4: 0.16})
     """n -> the share of word characters the most frequent character n-gram may cover."""
-    max_dup_ngram: dict[int, float] = Field(default_factory=lambda: {n: 0.60 for n in range(5, 11)})
+    max_dup_ngram: dict[IntKey, float] = Field(default_factory=lambda: {n: 0.60 for n in range(5, 11)})
     """n -> the share of characters that may lie in character n-grams repeating an earlier one."""
     max_dup_lines: float = Field(0.287, ge=0)
     """Share of non-empty lines repeating an earlier line, at most (FineWeb-2's value for cmn_Hani)."""
