@@ -48,7 +48,12 @@ def machine() -> dict:
         platform.processor(),
     )
     mem_kb = int(re.search(r"MemTotal:\s+(\d+)", Path("/proc/meminfo").read_text()).group(1))
-    return {"nproc": os.cpu_count(), "cpu": cpu, "ram_gb": round(mem_kb / 1024**2, 1), "python": platform.python_version()}
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "ram_gb": round(mem_kb / 1024**2, 1),
+        "python": platform.python_version(),
+    }
 
 
 def loadavg() -> str:
@@ -176,6 +181,7 @@ def run_stage(cfg: Path, stage: str, tasks: int, workers: int) -> dict:
         "docs_in": stats.get("docs_in"),
         "bytes_in": stats.get("bytes_in"),
         "kept": stats.get("kept"),
+        "bytes_kept": stats.get("bytes_kept"),
         "removed": stats.get("removed"),
         "worker_peak_rss_mb": round(max(phases.values(), default=0) / 1024, 1),
         "phase_peak_rss_mb": {k: round(v / 1024, 1) for k, v in phases.items()},
@@ -271,16 +277,101 @@ def recall(corpus: Path, out: Path) -> dict:
     return res
 
 
+# ----------------------------------------------------------------------------------------------- tables
+
+
+def _gb(r: dict) -> float:
+    return r["manifest"]["text_bytes"] / 1e9
+
+
+def render(results: list[dict]) -> str:
+    """Markdown tables of several runs (one per corpus size): per stage, dedup phases, growth, recall."""
+    results = sorted(results, key=_gb)
+    m = results[0]["machine"]
+    lines = [
+        f"Machine: {m['cpu']}, nproc {m['nproc']}, {m['ram_gb']} GB RAM, Python {m['python']}; "
+        f"{results[0]['tasks']} tasks per stage, {results[0]['workers']} workers.",
+        "",
+        "| stage | corpus | docs in | input MB | wall s | s per GB of input | MB/s per worker "
+        "| worker peak RSS MB | pipeline process peak RSS MB | disk written MB | load avg before -> after |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+    ]
+    growth = []
+    for stage in STAGES:
+        per_size = []
+        for r in results:
+            rows = {s["stage"]: s for s in r.get("stages", [])}
+            if stage not in rows:
+                continue
+            s = rows[stage]
+            prev = STAGES[STAGES.index(stage) - 1] if stage != "ingest" else None
+            mb = (s["bytes_in"] or (rows.get(prev) or {}).get("bytes_kept") or 0) / 1e6
+            per_gb = s["wall_s"] / (mb / 1000) if mb else float("nan")
+            per_size.append((r, s, per_gb))
+            lines.append(
+                f"| {stage} | {_gb(r):.2f} GB | {s['docs_in'] or 0:,} | {mb:,.1f} | {s['wall_s']:,.1f} | {per_gb:,.0f} "
+                f"| {mb / s['wall_s'] / r['workers']:.2f} | {s['worker_peak_rss_mb'] or '-'} | {s['main_peak_rss_mb']} "
+                f"| {s['disk_mb']:,.1f} | {s['load_before']} -> {s['load_after']} |"
+            )
+        if len(per_size) >= 2:
+            (r0, s0, g0), (r1, s1, g1) = per_size[0], per_size[-1]
+            rss0 = max(s0["worker_peak_rss_mb"], s0["main_peak_rss_mb"])
+            rss1 = max(s1["worker_peak_rss_mb"], s1["main_peak_rss_mb"])
+            growth.append(
+                f"| {stage} | {_gb(r0):.2f} -> {_gb(r1):.2f} GB | {g1 / g0:.2f} | {'yes' if g1 / g0 <= 1.25 else 'no'} "
+                f"| {rss1 / rss0:.2f} | {'yes' if rss1 / rss0 <= 1.5 else 'no'} |"
+            )
+    lines += ["", "Dedup's phases, peak RSS per process (MB); `clusters` is one task, so it runs in the pipeline "
+              "process (its column is that process's peak over the whole stage):", "",
+              "| corpus | docs in | signatures (per worker) | buckets (per worker) | clusters (pipeline process) "
+              "| filter (per worker) |", "| --- | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    for r in results:
+        d = next((s for s in r.get("stages", []) if s["stage"] == "dedup"), None)
+        if d:
+            p = d["phase_peak_rss_mb"]
+            lines.append(
+                f"| {_gb(r):.2f} GB | {d['docs_in']:,} | {p.get('signatures', '-')} | {p.get('buckets', '-')} "
+                f"| {d['main_peak_rss_mb']} | {p.get('filter', '-')} |"
+            )
+    lines += ["", "Growth from the smallest to the largest corpus (targets: time per GB within 1.25x, peak RSS "
+              "within 1.5x; RSS is the larger of worker and pipeline process):", "",
+              "| stage | sizes | time per GB, ratio | linear | peak RSS, ratio | flat |",
+              "| --- | --- | ---: | --- | ---: | --- |", *growth]  # fmt: skip
+    keys = [k for k in results[-1].get("recall", {})]
+    lines += ["", "Ground-truth recall (found / of, over the documents that reached the stage):", "",
+              "| measure | " + " | ".join(f"{_gb(r):.2f} GB" for r in results) + " |",
+              "| --- |" + " ---: |" * len(results)]  # fmt: skip
+    for k in keys:
+        cells = []
+        for r in results:
+            v = r.get("recall", {}).get(k)
+            cells.append(f"{v['recall']:.3f} ({v['found']:,}/{v['of']:,})" if v and v["of"] else "-")
+        lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--corpus", type=Path, required=True, help="folder written by bench/make_corpus.py")
-    ap.add_argument("--workdir", type=Path, required=True, help="run folder (outside the repository)")
+    ap.add_argument("--corpus", type=Path, help="folder written by bench/make_corpus.py")
+    ap.add_argument("--workdir", type=Path, help="run folder (outside the repository)")
+    ap.add_argument("--table", type=Path, nargs="+", help="only render the tables of these result JSON files")
+    ap.add_argument("--benchmarks", type=Path, help="with --table: write them as a section of this BENCHMARKS.md")
+    ap.add_argument("--section-intro", help="with --benchmarks: text put before the tables")
     ap.add_argument("--tasks", type=int, default=16)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--stages", default=",".join(STAGES), help="comma-separated stages to run, in order")
     ap.add_argument("--out", type=Path, help="JSON file for the results")
     ap.add_argument("--report-only", action="store_true", help="do not run; recompute recall and disk")
     args = ap.parse_args()
+    if args.table:
+        text = render([json.loads(p.read_text()) for p in args.table])
+        print(text)
+        if args.benchmarks:
+            from common import write_section  # bench/ is on sys.path when run as a script
+
+            heading = "## Scale: the whole flow at growing corpus sizes"
+            write_section(args.benchmarks, heading, f"{heading}\n\n{args.section_intro or ''}\n\n{text}\n")
+        return 0
     manifest = json.loads((args.corpus / "manifest.json").read_text())
     result = json.loads(args.out.read_text()) if args.report_only and args.out and args.out.exists() else {}
     result.update(corpus=str(args.corpus), manifest=manifest, machine=machine(), tasks=args.tasks,

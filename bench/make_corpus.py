@@ -333,11 +333,14 @@ def junk_doc(rng: random.Random, kind: str, pools: dict[str, list[str]]) -> str:
             rows.append(f"{digest}  {rng.choice(words)}-{rng.randint(1, 99)}.{rng.randint(0, 20)}.tar.gz")
         return "\n".join(rows)
     if kind == "readmore":
-        return "\n".join(f"{zh_line(12)[: rng.randint(8, 20)]}…{rng.choice(['展开', '更多'])}" for _ in range(rng.randint(10, 30)))
+        return "\n".join(
+            f"{zh_line(12)[: rng.randint(8, 20)]}…{rng.choice(['展开', '更多'])}" for _ in range(rng.randint(10, 30))
+        )
     if kind == "en_menu":
         words = re.findall(r"[A-Za-z]{3,12}", rng.choice(pools["en"])) or ["Home"]
         return "\n".join(
-            " ".join(rng.choice(words).capitalize() for _ in range(rng.randint(1, 3))) for _ in range(rng.randint(30, 80))
+            " ".join(rng.choice(words).capitalize() for _ in range(rng.randint(1, 3)))
+            for _ in range(rng.randint(30, 80))
         )
     raise ValueError(kind)
 
@@ -453,7 +456,7 @@ def _html(title: str, text: str) -> str:
     return (
         '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>'
         + esc(title)
-        + "</title></head>\n<body><nav><a href=\"/\">首页</a> <a href=\"/archive\">归档</a></nav>\n<article><h1>"
+        + '</title></head>\n<body><nav><a href="/">首页</a> <a href="/archive">归档</a></nav>\n<article><h1>'
         + esc(title)
         + "</h1>\n"
         + paras
