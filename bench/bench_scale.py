@@ -85,13 +85,14 @@ def make_config(corpus: Path, workdir: Path) -> Path:
 
 
 class TreeSampler(threading.Thread):
-    """Samples VmHWM of every process under `root` until stopped: {pid: (first_seen, hwm_kb, role)}."""
+    """Samples every process under `root` until stopped: {pid: [first_seen, VmHWM kB, role, CPU seconds]}."""
 
     def __init__(self, root: int):
         super().__init__(daemon=True)
         self.root = root
         self.procs: dict[int, list] = {}
         self.stop = threading.Event()
+        self.ticks = os.sysconf("SC_CLK_TCK")
 
     @staticmethod
     def _read(pid: int, name: str) -> str | None:
@@ -118,6 +119,7 @@ class TreeSampler(threading.Thread):
                         changed = True
             now = time.time()
             for pid in tree:
+                stat = self._read(pid, "stat")
                 status = self._read(pid, "status")
                 m = re.search(r"VmHWM:\s+(\d+)", status or "")
                 if not m:
@@ -130,8 +132,11 @@ class TreeSampler(threading.Thread):
                     role = "main" if pid == self.root else "worker" if "forkserver" in pcmd else "helper"
                     if role != "worker" and ("forkserver" in cmd or "resource_tracker" in cmd):
                         role = "helper"
-                    rec = self.procs[pid] = [now, 0, role]
+                    rec = self.procs[pid] = [now, 0, role, 0.0]
                 rec[1] = max(rec[1], int(m.group(1)))
+                if stat:  # utime + stime, cumulative: the last sample before the process exits is its CPU time
+                    fields = stat[stat.rindex(")") + 2 :].split()
+                    rec[3] = (int(fields[11]) + int(fields[12])) / self.ticks
             self.stop.wait(SAMPLE_EVERY_S)
 
 
@@ -168,7 +173,7 @@ def run_stage(cfg: Path, stage: str, tasks: int, workers: int) -> dict:
     stats = json.loads((stage_dir / "stats.json").read_text())
     windows = phase_windows(stage_dir)
     phases: dict[str, int] = {}
-    for first_seen, hwm, role in sampler.procs.values():
+    for first_seen, hwm, role, _ in sampler.procs.values():
         if role != "worker":
             continue
         name = next((n for n, s, e in windows if s - 1 <= first_seen <= e), windows[-1][0] if windows else "main")
@@ -186,6 +191,7 @@ def run_stage(cfg: Path, stage: str, tasks: int, workers: int) -> dict:
         "worker_peak_rss_mb": round(max(phases.values(), default=0) / 1024, 1),
         "phase_peak_rss_mb": {k: round(v / 1024, 1) for k, v in phases.items()},
         "main_peak_rss_mb": round(main_kb / 1024, 1),
+        "cpu_s": round(sum(r[3] for r in sampler.procs.values()), 1),
         "workers_seen": sum(1 for r in sampler.procs.values() if r[2] == "worker"),
         "disk_mb": round(dir_bytes(stage_dir) / 1e6, 1),
         "load_before": load_before,
