@@ -178,7 +178,7 @@ def run_stage(cfg: Path, stage: str, tasks: int, workers: int) -> dict:
             continue
         name = next((n for n, s, e in windows if s - 1 <= first_seen <= e), windows[-1][0] if windows else "main")
         phases[name] = max(phases.get(name, 0), hwm)
-    main_kb = sampler.procs.get(proc.pid, [0, 0])[1]
+    main_kb = sampler.procs.get(proc.pid, [0, 0, "", 0.0])[1]
     return {
         "stage": stage,
         "wall_s": round(wall, 1),
@@ -192,6 +192,7 @@ def run_stage(cfg: Path, stage: str, tasks: int, workers: int) -> dict:
         "phase_peak_rss_mb": {k: round(v / 1024, 1) for k, v in phases.items()},
         "main_peak_rss_mb": round(main_kb / 1024, 1),
         "cpu_s": round(sum(r[3] for r in sampler.procs.values()), 1),
+        "main_cpu_s": round(sampler.procs.get(proc.pid, [0, 0, "", 0.0])[3], 1),
         "workers_seen": sum(1 for r in sampler.procs.values() if r[2] == "worker"),
         "disk_mb": round(dir_bytes(stage_dir) / 1e6, 1),
         "load_before": load_before,
