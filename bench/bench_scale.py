@@ -35,6 +35,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 
 REPO = Path(__file__).resolve().parent.parent
@@ -299,9 +300,10 @@ def render(results: list[dict]) -> str:
         f"Machine: {m['cpu']}, nproc {m['nproc']}, {m['ram_gb']} GB RAM, Python {m['python']}; "
         f"{results[0]['tasks']} tasks per stage, {results[0]['workers']} workers.",
         "",
-        "| stage | corpus | docs in | input MB | wall s | s per GB of input | MB/s per worker "
-        "| worker peak RSS MB | pipeline process peak RSS MB | disk written MB | load avg before -> after |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| stage | corpus | docs in | input MB | wall s | wall s per GB of input | MB/s per worker | CPU s "
+        "| CPU s per GB of input | worker peak RSS MB | pipeline process peak RSS MB | disk written MB "
+        "| load avg before -> after |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     growth = []
     for stage in STAGES:
@@ -314,18 +316,21 @@ def render(results: list[dict]) -> str:
             prev = STAGES[STAGES.index(stage) - 1] if stage != "ingest" else None
             mb = (s["bytes_in"] or (rows.get(prev) or {}).get("bytes_kept") or 0) / 1e6
             per_gb = s["wall_s"] / (mb / 1000) if mb else float("nan")
-            per_size.append((r, s, per_gb))
+            cpu_gb = s.get("cpu_s", float("nan")) / (mb / 1000) if mb else float("nan")
+            per_size.append((r, s, per_gb, cpu_gb))
             lines.append(
                 f"| {stage} | {_gb(r):.2f} GB | {s['docs_in'] or 0:,} | {mb:,.1f} | {s['wall_s']:,.1f} | {per_gb:,.0f} "
-                f"| {mb / s['wall_s'] / r['workers']:.2f} | {s['worker_peak_rss_mb'] or '-'} | {s['main_peak_rss_mb']} "
+                f"| {mb / s['wall_s'] / r['workers']:.2f} | {s.get('cpu_s', float('nan')):,.1f} | {cpu_gb:,.0f} "
+                f"| {s['worker_peak_rss_mb'] or '-'} | {s['main_peak_rss_mb']} "
                 f"| {s['disk_mb']:,.1f} | {s['load_before']} -> {s['load_after']} |"
             )
         if len(per_size) >= 2:
-            (r0, s0, g0), (r1, s1, g1) = per_size[0], per_size[-1]
+            (r0, s0, g0, c0), (r1, s1, g1, c1) = per_size[0], per_size[-1]
             rss0 = max(s0["worker_peak_rss_mb"], s0["main_peak_rss_mb"])
             rss1 = max(s1["worker_peak_rss_mb"], s1["main_peak_rss_mb"])
             growth.append(
-                f"| {stage} | {_gb(r0):.2f} -> {_gb(r1):.2f} GB | {g1 / g0:.2f} | {'yes' if g1 / g0 <= 1.25 else 'no'} "
+                f"| {stage} | {_gb(r0):.2f} -> {_gb(r1):.2f} GB | {g1 / g0:.2f} | {c1 / c0:.2f} "
+                f"| {'yes' if c1 / c0 <= 1.25 else 'no'} "
                 f"| {rss1 / rss0:.2f} | {'yes' if rss1 / rss0 <= 1.5 else 'no'} |"
             )
     lines += ["", "Dedup's phases, peak RSS per process (MB); `clusters` is one task, so it runs in the pipeline "
@@ -342,8 +347,8 @@ def render(results: list[dict]) -> str:
             )
     lines += ["", "Growth from the smallest to the largest corpus (targets: time per GB within 1.25x, peak RSS "
               "within 1.5x; RSS is the larger of worker and pipeline process):", "",
-              "| stage | sizes | time per GB, ratio | linear | peak RSS, ratio | flat |",
-              "| --- | --- | ---: | --- | ---: | --- |", *growth]  # fmt: skip
+              "| stage | sizes | wall s per GB, ratio | CPU s per GB, ratio | linear (CPU) | peak RSS, ratio | flat |",
+              "| --- | --- | ---: | ---: | --- | ---: | --- |", *growth]  # fmt: skip
     keys = [k for k in results[-1].get("recall", {})]
     lines += ["", "Ground-truth recall (found / of, over the documents that reached the stage):", "",
               "| measure | " + " | ".join(f"{_gb(r):.2f} GB" for r in results) + " |",
@@ -355,6 +360,73 @@ def render(results: list[dict]) -> str:
             cells.append(f"{v['recall']:.3f} ({v['found']:,}/{v['of']:,})" if v and v["of"] else "-")
         lines.append(f"| {k} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+CORES_PER_NODE = 64
+EFFICIENCY = 0.8  # share of a node's core-hours that does task work (stragglers, file-split imbalance, I/O waits)
+BUCKET_BYTES_PER_DOC = 40  # a bucket task: key 8 B + node 8 B read, sort order 8 B, sorted copies 16 B
+BUCKET_TASK_BUDGET = 1.5e9  # bytes of keys a bucket task may hold: bucket_parts is chosen to stay under it
+
+
+def projection(results: list[dict], sizes_tb=(1, 10), nodes=(8, 32)) -> str:
+    """Hours per stage, dedup RAM per node and disk for sizes_tb on `nodes` nodes, from the largest measured run.
+    CPU seconds (not wall time) are scaled: they are what the measured work costs whatever the machine's load."""
+    results = sorted(results, key=_gb)
+    big, small = results[-1], results[0]
+    gb = _gb(big)
+    rows = {s["stage"]: s for s in big["stages"]}
+    doc_bytes = big["manifest"]["text_bytes"] / big["manifest"]["documents"]
+    d_small = next(s for s in small["stages"] if s["stage"] == "dedup")
+    d_big = rows["dedup"]
+    # the clusters task's memory above its start grows with the duplicates it groups: slope per removed document
+    slope = (d_big["main_peak_rss_mb"] - d_small["main_peak_rss_mb"]) / max(1, d_big["removed"] - d_small["removed"])
+    removed_share = d_big["removed"] / d_big["docs_in"]
+    out = [
+        "| stage | CPU s per GB of raw corpus (measured) | serial part | "
+        + " | ".join(f"{t} TB on {n} nodes, h" for t in sizes_tb for n in nodes)
+        + " | disk per TB, GB |",
+        "| --- | ---: | --- |" + " ---: |" * (len(sizes_tb) * len(nodes)) + " ---: |",
+    ]
+    total_disk = 0.0
+    totals = {(t, n): 0.0 for t in sizes_tb for n in nodes}
+    for stage in STAGES:
+        s = rows[stage]
+        serial = s.get("main_cpu_s", 0.0) if stage in ("dedup", "tokenizer") else 0.0
+        parallel = s["cpu_s"] - serial
+        cells = []
+        for t in sizes_tb:
+            for n in nodes:
+                size_gb = t * 1000
+                if stage == "tokenizer":  # a fixed-size sample (tokenizer.sample_chars), not the corpus
+                    h = s["cpu_s"] / 3600
+                else:
+                    h = (
+                        parallel / gb * size_gb / (n * CORES_PER_NODE * EFFICIENCY) / 3600
+                        + serial / gb * size_gb / 3600
+                    )
+                totals[(t, n)] += h
+                cells.append(f"{h:,.1f}")
+        disk = s["disk_mb"] / gb  # MB per GB = GB per TB
+        total_disk += disk
+        note = {"dedup": "clusters (1 task)", "tokenizer": "all (1 task, fixed sample)"}.get(stage, "none")
+        out.append(f"| {stage} | {s['cpu_s'] / gb:,.0f} | {note} | " + " | ".join(cells) + f" | {disk:,.0f} |")
+    out.append(
+        "| **flow** | | | " + " | ".join(f"**{totals[k]:,.1f}**" for k in totals) + f" | **{total_disk:,.0f}** |"
+    )
+    out += ["", "| corpus | documents | bucket_parts | bucket task RAM | buckets: RAM per node (64 tasks at once) "
+            "| clusters task RAM | signatures/filter: RAM per node |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    worker = max(d_big["phase_peak_rss_mb"].get(p, 0) for p in ("signatures", "filter")) / 1000
+    base = d_big["phase_peak_rss_mb"].get("buckets", 250) / 1000
+    for t in sizes_tb:
+        docs = t * 1e12 / doc_bytes
+        parts = max(1, int(np.ceil(BUCKET_BYTES_PER_DOC * docs / BUCKET_TASK_BUDGET)))
+        task_gb = base + BUCKET_BYTES_PER_DOC * docs / parts / 1e9
+        clusters_gb = (d_small["main_peak_rss_mb"] + slope * docs * removed_share) / 1000
+        out.append(
+            f"| {t} TB | {docs / 1e6:,.0f} M | {parts} | {task_gb:.1f} GB | {task_gb * CORES_PER_NODE:,.0f} GB "
+            f"| {clusters_gb:,.0f} GB | {worker * CORES_PER_NODE:,.0f} GB |"
+        )
+    return "\n".join(out)
 
 
 def main() -> int:
@@ -371,7 +443,10 @@ def main() -> int:
     ap.add_argument("--report-only", action="store_true", help="do not run; recompute recall and disk")
     args = ap.parse_args()
     if args.table:
-        text = render([json.loads(p.read_text()) for p in args.table])
+        results = [json.loads(p.read_text()) for p in args.table]
+        text = render(results)
+        if len(results) >= 2:
+            text += "\n\nProjection (assumptions above the tables):\n\n" + projection(results)
         print(text)
         if args.benchmarks:
             from common import write_section  # bench/ is on sys.path when run as a script
