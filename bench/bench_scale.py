@@ -407,9 +407,8 @@ def projection(results: list[dict], sizes_tb=(1, 10), nodes=(8, 32)) -> str:
                 totals[(t, n)] += h
                 cells.append(f"{h:,.1f}")
         disk = s["disk_mb"] / gb  # MB per GB = GB per TB
-        if stage == "tokenizer":  # the model and its fixed-size sample, whatever the corpus
-            disk = s["disk_mb"] / 1000 / max(sizes_tb)
-        total_disk += disk
+        if stage != "tokenizer":  # the tokenizer writes its model and a fixed-size sample, whatever the corpus
+            total_disk += disk
         note = {"dedup": "clusters (1 task)", "tokenizer": "all (1 task, fixed sample)"}.get(stage, "none")
         disk_cell = f"{s['disk_mb'] / 1000:.2f} (fixed)" if stage == "tokenizer" else f"{disk:,.0f}"
         out.append(f"| {stage} | {s['cpu_s'] / gb:,.0f} | {note} | " + " | ".join(cells) + f" | {disk_cell} |")
