@@ -366,23 +366,25 @@ CORES_PER_NODE = 64
 EFFICIENCY = 0.8  # share of a node's core-hours that does task work (stragglers, file-split imbalance, I/O waits)
 BUCKET_BYTES_PER_DOC = 40  # a bucket task: key 8 B + node 8 B read, sort order 8 B, sorted copies 16 B
 BUCKET_TASK_BUDGET = 1.5e9  # bytes of keys a bucket task may hold: bucket_parts is chosen to stay under it
+# The clusters task's CPU and memory did not change measurably between 0.1 and 0.3 GB (fixed costs dominate), so
+# its growth is estimated from its code, per document in a duplicate group (about 2 x the removed ones): Python
+# dict entries and id strings (~500 B), and a few Python-level steps per node (~20 us). Estimates, not measurements.
+CLUSTER_BYTES_PER_NODE = 500
+CLUSTER_SECONDS_PER_NODE = 20e-6
 
 
 def projection(results: list[dict], sizes_tb=(1, 10), nodes=(8, 32)) -> str:
     """Hours per stage, dedup RAM per node and disk for sizes_tb on `nodes` nodes, from the largest measured run.
     CPU seconds (not wall time) are scaled: they are what the measured work costs whatever the machine's load."""
     results = sorted(results, key=_gb)
-    big, small = results[-1], results[0]
+    big = results[-1]
     gb = _gb(big)
     rows = {s["stage"]: s for s in big["stages"]}
     doc_bytes = big["manifest"]["text_bytes"] / big["manifest"]["documents"]
-    d_small = next(s for s in small["stages"] if s["stage"] == "dedup")
     d_big = rows["dedup"]
-    # the clusters task's memory above its start grows with the duplicates it groups: slope per removed document
-    slope = (d_big["main_peak_rss_mb"] - d_small["main_peak_rss_mb"]) / max(1, d_big["removed"] - d_small["removed"])
-    removed_share = d_big["removed"] / d_big["docs_in"]
+    grouped_share = 2 * d_big["removed"] / big["manifest"]["documents"]  # documents in a group, per corpus document
     out = [
-        "| stage | CPU s per GB of raw corpus (measured) | serial part | "
+        "| stage | CPU s per GB of raw corpus (measured) | not spread over nodes | "
         + " | ".join(f"{t} TB on {n} nodes, h" for t in sizes_tb for n in nodes)
         + " | disk per TB, GB |",
         "| --- | ---: | --- |" + " ---: |" * (len(sizes_tb) * len(nodes)) + " ---: |",
@@ -391,8 +393,6 @@ def projection(results: list[dict], sizes_tb=(1, 10), nodes=(8, 32)) -> str:
     totals = {(t, n): 0.0 for t in sizes_tb for n in nodes}
     for stage in STAGES:
         s = rows[stage]
-        serial = s.get("main_cpu_s", 0.0) if stage in ("dedup", "tokenizer") else 0.0
-        parallel = s["cpu_s"] - serial
         cells = []
         for t in sizes_tb:
             for n in nodes:
@@ -400,10 +400,9 @@ def projection(results: list[dict], sizes_tb=(1, 10), nodes=(8, 32)) -> str:
                 if stage == "tokenizer":  # a fixed-size sample (tokenizer.sample_chars), not the corpus
                     h = s["cpu_s"] / 3600
                 else:
-                    h = (
-                        parallel / gb * size_gb / (n * CORES_PER_NODE * EFFICIENCY) / 3600
-                        + serial / gb * size_gb / 3600
-                    )
+                    h = s["cpu_s"] / gb * size_gb / (n * CORES_PER_NODE * EFFICIENCY) / 3600
+                if stage == "dedup":  # plus the one clusters task, which does not spread over nodes
+                    h += CLUSTER_SECONDS_PER_NODE * grouped_share * t * 1e12 / doc_bytes / 3600
                 totals[(t, n)] += h
                 cells.append(f"{h:,.1f}")
         disk = s["disk_mb"] / gb  # MB per GB = GB per TB
@@ -416,14 +415,14 @@ def projection(results: list[dict], sizes_tb=(1, 10), nodes=(8, 32)) -> str:
         "| **flow** | | | " + " | ".join(f"**{totals[k]:,.1f}**" for k in totals) + f" | **{total_disk:,.0f}** |"
     )
     out += ["", "| corpus | documents | bucket_parts | bucket task RAM | buckets: RAM per node (64 tasks at once) "
-            "| clusters task RAM | signatures/filter: RAM per node |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
+            "| clusters task RAM (estimate) | signatures/filter: RAM per node |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]  # fmt: skip
     worker = max(d_big["phase_peak_rss_mb"].get(p, 0) for p in ("signatures", "filter")) / 1000
     base = d_big["phase_peak_rss_mb"].get("buckets", 250) / 1000
     for t in sizes_tb:
         docs = t * 1e12 / doc_bytes
         parts = max(1, int(np.ceil(BUCKET_BYTES_PER_DOC * docs / BUCKET_TASK_BUDGET)))
         task_gb = base + BUCKET_BYTES_PER_DOC * docs / parts / 1e9
-        clusters_gb = (d_small["main_peak_rss_mb"] + slope * docs * removed_share) / 1000
+        clusters_gb = (d_big["main_peak_rss_mb"] * 1e6 + CLUSTER_BYTES_PER_NODE * grouped_share * docs) / 1e9
         out.append(
             f"| {t} TB | {docs / 1e6:,.0f} M | {parts} | {task_gb:.1f} GB | {task_gb * CORES_PER_NODE:,.0f} GB "
             f"| {clusters_gb:,.0f} GB | {worker * CORES_PER_NODE:,.0f} GB |"
@@ -438,6 +437,7 @@ def main() -> int:
     ap.add_argument("--table", type=Path, nargs="+", help="only render the tables of these result JSON files")
     ap.add_argument("--benchmarks", type=Path, help="with --table: write them as a section of this BENCHMARKS.md")
     ap.add_argument("--section-intro", help="with --benchmarks: text put before the tables")
+    ap.add_argument("--section-outro", help="with --benchmarks: text put between the tables and the projection")
     ap.add_argument("--tasks", type=int, default=16)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--stages", default=",".join(STAGES), help="comma-separated stages to run, in order")
@@ -447,14 +447,14 @@ def main() -> int:
     if args.table:
         results = [json.loads(p.read_text()) for p in args.table]
         text = render(results)
-        if len(results) >= 2:
-            text += "\n\nProjection (assumptions above the tables):\n\n" + projection(results)
-        print(text)
+        proj = projection(results) if len(results) >= 2 else ""
+        print(text + "\n\n" + proj)
         if args.benchmarks:
             from common import write_section  # bench/ is on sys.path when run as a script
 
             heading = "## Scale: the whole flow at growing corpus sizes"
-            write_section(args.benchmarks, heading, f"{heading}\n\n{args.section_intro or ''}\n\n{text}\n")
+            parts = [heading, args.section_intro or "", text, args.section_outro or "", proj]
+            write_section(args.benchmarks, heading, "\n\n".join(p.strip("\n") for p in parts if p) + "\n")
         return 0
     manifest = json.loads((args.corpus / "manifest.json").read_text())
     result = json.loads(args.out.read_text()) if args.report_only and args.out and args.out.exists() else {}
