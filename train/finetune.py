@@ -19,7 +19,7 @@ from model.grow import check_extends, grow_vocab
 from model.lora import LoraSpec, apply_lora, trainable_parameters
 from model.model import Transformer
 from model.tokenizer import Tokenizer
-from train.checkpoint import latest_checkpoint, load_latest_readable
+from train.checkpoint import load_latest_readable
 from train.config import LoraSection
 from train.loop import ForwardBackward, Runtime, Trainer, build_optimizer, embedding_only_phase, setup_runtime
 from train.source import SourceError, load_model, model_from_state
@@ -84,6 +84,7 @@ class Start:
     origin: dict[str, Any]  # the checkpoint it started from, its step and mode, the pretraining data, growth
     resume: dict[str, Any] | None = None  # the run's own latest checkpoint state, when resuming
     lora: dict[str, Any] | None = None  # LoraSpec.to_dict() when the model carries adapters
+    resumed_from: Path | None = None  # the checkpoint file `resume` came from (not always the newest: see below)
 
 
 def start_or_resume(job: FinetuneJob, say: Callable[[str], None]) -> Start:
@@ -104,7 +105,7 @@ def start_or_resume(job: FinetuneJob, say: Callable[[str], None]) -> Start:
             )
         model = model_from_state(state, merge=False)
         say(f"resuming from {ckpt} (step {state['step']})")
-        return Start(model, tok, int(state["seq_len"]), state["origin"], state, state.get("lora"))
+        return Start(model, tok, int(state["seq_len"]), state["origin"], state, state.get("lora"), resumed_from=ckpt)
 
     loaded = load_model(job.init_from, merge=True)
     model, tok = loaded.model, loaded.tokenizer
@@ -208,7 +209,7 @@ def finetune(
         },
         extra_state=extra_state,
         before_step=set_phase,
-        last_checkpoint=latest_checkpoint(out),
+        last_checkpoint=start.resumed_from,  # the newest file may be a truncated one that resume passed over
     )
     if start.resume is not None:
         trainer.restore(start.resume)
