@@ -4,22 +4,30 @@ Per stage, under `<workdir>/<stage>/`:
 - `kept/`, `removed/`: Parquet shards (written by the stage's steps);
 - `tasks/<rank>.json`: each finished task's counts (the last step of every task writes it);
 - `logs/<phase>/`: datatrove's logs, per-task stats and completion markers (`completions/<rank>`);
-- `run.json`: how the stage was launched (tasks, phases), so a rerun with another task count is refused;
-- `stats.json`: the merged counts, written once every task of the last phase is complete.
-A finished task is never redone (datatrove's completion markers); `--force` deletes the stage folder first.
+- `run.json`: how the stage was launched (tasks, phases) and from what (`fingerprint`: its settings, inputs, code
+  version), so a rerun with another task count or other settings is refused;
+- `stats.json`: the merged counts, written once every task of the last phase is complete;
+- `run.lock`: held (flock) by the one command running or submitting the stage; holds that command's host and pid.
+A finished task is never redone (datatrove's completion markers); `--force` empties the stage folder first.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import importlib
+import importlib.metadata
 import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -58,6 +66,7 @@ class StageState:
     tasks_done: int = 0
     tasks: int = 0
     stats: dict | None = None
+    changes: list[str] = field(default_factory=list)  # how the config differs from the run's (fingerprint_changes)
 
 
 def stage_dir(cfg: Config, stage: str) -> Path:
@@ -92,6 +101,101 @@ def upstream_stages(cfg: Config, stage: str) -> list[str]:
     return [u for u in ups if u]
 
 
+# Keys of a stage's section that change how fast it runs, not what it writes: left out of its fingerprint, so
+# retuning them never turns a finished stage stale. (Executor settings are outside the sections altogether.)
+NOT_OUTPUT_KEYS = {
+    "enabled": "a stage that runs is enabled; disabling it is seen downstream, as another input stage",
+    "batch_size": "langid and tokenize: documents per fastText / SentencePiece call; results are per document",
+}
+# Where each stage's section lives in pipeline.toml, to name a changed key as the user writes it.
+SECTION_KEYS = {"tokenizer": "tokenizer", "tokenize": "tokens"}
+
+
+def code_version() -> str:
+    """The mapcc package version. Deliberately not the git commit: an edit during development (a comment, a test)
+    must not make every finished stage stale; a change of what a stage writes comes with a version bump."""
+    try:
+        return importlib.metadata.version("mapcc")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "not installed"
+
+
+def stage_settings(cfg: Config, stage: str) -> dict:
+    """Everything in the config that decides the stage's output, by config key: its section (less NOT_OUTPUT_KEYS),
+    and for ingest the [[sources]]."""
+    section = cfg.stage_section(stage).model_dump(mode="json")
+    settings = {
+        SECTION_KEYS.get(stage, f"stages.{stage}"): {k: v for k, v in section.items() if k not in NOT_OUTPUT_KEYS}
+    }
+    if stage == "ingest":
+        settings["sources"] = [src.model_dump(mode="json") for src in cfg.sources]
+    return settings
+
+
+def stage_fingerprint(cfg: Config, stage: str) -> dict:
+    """What decides the stage's output under the current config: its settings, the fingerprints of the stages it
+    reads (so a change upstream, or a stage disabled in between, reaches every stage after it), and the code
+    version. Stored in run.json; `hash` is the sha256 of the rest."""
+    fp = {
+        "settings": stage_settings(cfg, stage),
+        "inputs": {u: stage_fingerprint(cfg, u)["hash"] for u in upstream_stages(cfg, stage)},
+        "code": code_version(),
+    }
+    fp["hash"] = hashlib.sha256(json.dumps(fp, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    return fp
+
+
+def _short(value) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _diff(old, new, key: str) -> list[str]:
+    """The dotted keys whose values differ between two JSON values, with both values."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new), key=str):
+            sub = f"{key}.{k}" if key else str(k)
+            if k not in old:
+                out.append(f"{sub} added ({_short(new[k])})")
+            elif k not in new:
+                out.append(f"{sub} removed (was {_short(old[k])})")
+            else:
+                out += _diff(old[k], new[k], sub)
+        return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [d for i, (a, b) in enumerate(zip(old, new)) for d in _diff(a, b, f"{key}.{i}")]
+    return [f"{key}: {_short(old)} -> {_short(new)}"] if old != new else []
+
+
+def fingerprint_changes(cfg: Config, stage: str, run: dict | None = None) -> list[str]:
+    """How the current config differs from the one the stage's output was made with (its run.json): changed keys,
+    a changed input, another code version; [] when they agree or the run predates fingerprints."""
+    run = run_record(cfg, stage) if run is None else run
+    old = run.get("fingerprint")
+    if not old:
+        return []
+    new = stage_fingerprint(cfg, stage)
+    if new["hash"] == old["hash"]:
+        return []
+    changes = _diff(old["settings"], new["settings"], "")
+    if set(old["inputs"]) != set(new["inputs"]):
+        was, now = ", ".join(old["inputs"]) or "the sources", ", ".join(new["inputs"]) or "the sources"
+        changes.append(f"input stage {was} -> {now} (a stage was enabled or disabled)")
+    else:
+        for u, h in old["inputs"].items():
+            if new["inputs"][u] != h:
+                why = fingerprint_changes(cfg, u)
+                changes.append(
+                    f"input stage {u!r} changed ({'; '.join(why)})"
+                    if why
+                    else f"input stage {u!r} was redone with other settings since"
+                )
+    if old["code"] != new["code"]:
+        changes.append(f"mapcc version {old['code']} -> {new['code']}")
+    return changes
+
+
 def _read_json(path: Path) -> dict | None:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
@@ -108,8 +212,9 @@ def stage_state(cfg: Config, stage: str) -> StageState:
     if run:
         st.tasks = run.get("tasks", 0)
         st.tasks_done = len(list((d / "tasks").glob("*.json"))) if (d / "tasks").is_dir() else 0
+        st.changes = fingerprint_changes(cfg, stage, run)
     if stats:
-        st.state = "finished"
+        st.state = "stale" if st.changes else "finished"
         st.tasks_done = st.tasks = stats.get("tasks", st.tasks)
         src = stats.get("input_stage")
         if src:
@@ -268,6 +373,39 @@ def check_runnable(cfg: Config, stage: str) -> None:
         raise StageError(f"stage {stage!r} is disabled in {cfg.file} (set enabled = true in its section to run it)")
 
 
+LOCK_NAME = "run.lock"
+
+
+@contextmanager
+def stage_lock(cfg: Config, stage: str) -> Iterator[None]:
+    """Hold `<stage>/run.lock` for the duration of the command that runs or submits the stage.
+
+    Two commands on one stage (a second terminal, a retry while the first still runs) would write the same task
+    files and one would die with a traceback; the second one is refused instead, naming the holder. flock is
+    released by the kernel when the holder's process dies, so a lock left by a killed run is simply taken over
+    (its file still holds the dead pid; the new holder overwrites it). A `--wait`-less Slurm submit holds it only
+    while submitting: the jobs' own tasks are guarded by the Slurm queue check in run_stage."""
+    d = stage_dir(cfg, stage)
+    d.mkdir(parents=True, exist_ok=True)
+    path = d / LOCK_NAME
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "a process that has not written its id"
+            raise StageError(
+                f"stage {stage!r} is already being run by another command ({holder}; lock {path}): wait for it to "
+                "finish, or stop that process and run again"
+            ) from None
+        since = datetime.now(UTC).isoformat(timespec="seconds")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"host {socket.gethostname()} pid {os.getpid()} since {since}\n".encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def run_stage(
     cfg: Config, stage: str, force: bool = False, pending: dict[str, str] | None = None, wait: bool = False
 ) -> dict | None:
@@ -275,18 +413,36 @@ def run_stage(
 
     `pending` maps stages submitted to Slurm in this same invocation to their last job id: a stage reading their
     output is submitted to start after them (`afterok`) although that output does not exist yet. A stage this call
-    submits is added to it.
+    submits is added to it. Only one command at a time runs a stage (`stage_lock`).
     """
+    check_runnable(cfg, stage)
+    with stage_lock(cfg, stage):
+        return _run_stage_locked(cfg, stage, force, pending, wait)
+
+
+def _run_stage_locked(
+    cfg: Config, stage: str, force: bool = False, pending: dict[str, str] | None = None, wait: bool = False
+) -> dict | None:
     from stages.base import StageContext
     from stages.io import atomic_write_json, write_schema
 
     pending = {} if pending is None else pending
-    check_runnable(cfg, stage)
     d = stage_dir(cfg, stage)
     if force and d.exists():
-        _log(f"{stage}: --force: removing {d}")
-        shutil.rmtree(d)
+        _log(f"{stage}: --force: removing the contents of {d}")
+        for entry in d.iterdir():  # all but the lock this command holds: removing it would let a second run in
+            if entry.name == LOCK_NAME:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
     state = stage_state(cfg, stage)
+    if state.changes and not force:  # finished or not, going on would mix outputs of two configs
+        raise StageError(
+            f"stage {stage!r} was run with other settings than {cfg.file} gives now: {'; '.join(state.changes)}. "
+            f"Its output would mix both: restore them, or redo the stage with `pipeline run {stage} --force`"
+        )
     if state.state in ("finished", "stale") and not force:
         note = " (its input changed since: rerun with --force to rebuild it)" if state.state == "stale" else ""
         _log(f"{stage}: already finished, nothing to do{note}")
@@ -355,6 +511,7 @@ def run_stage(
         "upstream": upstream_stages(cfg, stage),
         "executor": kind,
         "started_at": time.time(),
+        "fingerprint": stage_fingerprint(cfg, stage),
     }
     atomic_write_json(d / "run.json", run_record)
     task_counts = "+".join(str(p.tasks) for p in phases)

@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -24,6 +25,7 @@ from warcio.warcwriter import WARCWriter
 
 from pipeline import runner
 from pipeline.config import ConfigError, load_config
+from pipeline.status import status_rows
 from pipeline.verify import verify
 from stages.ingest import writable
 from tests.conftest import SAMPLE, write_config
@@ -383,3 +385,139 @@ def test_resume_after_kill_during_the_id_check_gives_the_clean_run(tmp_path, zh_
     clean_cfg, _ = run_ingest(write_config(clean_dir, source("s", str(src), "jsonl", id_field="id"), tasks=2))
     assert kept(clean_cfg).sort("id").equals(kept(cfg).sort("id"))
     assert verify(cfg, quiet=True) == []
+
+
+# --- issue 18 item 8: two runs of one stage at once ------------------------------------------------------------------
+
+
+def test_a_second_run_of_a_running_stage_is_refused_and_a_dead_runs_lock_is_taken_over(tmp_path, zh_docs):
+    """While `pipeline run ingest` works (a task blocked on a FIFO), a second one exits 2 naming the first's host and
+    pid instead of racing it; once the first is killed, its lock is taken over and the rerun finishes the stage."""
+    src = tmp_path / "src"
+    src.mkdir()
+    write_jsonl(src / "part-0.jsonl", [{"text": d} for d in zh_docs[:10]])
+    os.mkfifo(src / "part-1.jsonl")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    cfg_path = write_config(run_dir, source("s", str(src), "jsonl"), tasks=2, workers=1)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "run", "ingest", "--config", str(cfg_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    lock = run_dir / "out" / "ingest" / runner.LOCK_NAME
+    completions = run_dir / "out" / "ingest" / "logs" / "main" / "completions"
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(completions.glob("*")):  # task 0 done, task 1 blocked in the FIFO
+        time.sleep(0.05)
+    try:
+        assert first.poll() is None, "the first run finished before the second could start"
+        second = pipeline_cli("run", "ingest", "--config", str(cfg_path))
+        assert second.returncode == 2 and "Traceback" not in second.stderr, second.stderr
+        assert f"stage 'ingest' is already being run by another command (host {socket.gethostname()} " in second.stderr
+        assert f"pid {first.pid} since" in second.stderr and str(lock) in second.stderr
+        assert first.poll() is None  # the first run was not disturbed
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    assert f"pid {first.pid} " in lock.read_text()  # the dead run's lock file is still there
+    os.remove(src / "part-1.jsonl")
+    write_jsonl(src / "part-1.jsonl", [{"text": d} for d in zh_docs[10:20]])
+    cfg = load_config(cfg_path)
+    stats = runner.run_stage(cfg, "ingest")
+    assert stats["kept"] == 20
+    assert f"pid {os.getpid()} " in lock.read_text()
+    assert verify(cfg, quiet=True) == []
+
+
+# --- issue 18 item 1: a config change between a run and its rerun ---------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_setting_changed_after_a_killed_run_is_refused_naming_the_key(tmp_path, zh_docs):
+    """Kill ingest mid-way, change a setting that decides its output: the rerun refuses (exit 2) naming the key and
+    both values instead of finishing the other tasks under the new setting; status says so; the old setting (or a
+    changed non-output setting) resumes; --force redoes the stage under the new one."""
+    src = tmp_path / "src"
+    src.mkdir()
+    write_jsonl(src / "part-0.jsonl", [{"text": d} for d in zh_docs[:10]])
+    os.mkfifo(src / "part-1.jsonl")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    cfg_path = write_config(run_dir, source("s", str(src), "jsonl"), tasks=2, workers=1)
+    first = subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "run", "ingest", "--config", str(cfg_path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    tasks = run_dir / "out" / "ingest" / "tasks"
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tasks.glob("*.json")):
+        time.sleep(0.05)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    os.remove(src / "part-1.jsonl")
+    write_jsonl(src / "part-1.jsonl", [{"text": d} for d in zh_docs[10:20]])
+
+    changed = ("--set", "stages.ingest.unicode_form=none")
+    r = pipeline_cli("run", "ingest", "--config", str(cfg_path), *changed)
+    assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+    assert "stage 'ingest' was run with other settings" in r.stderr
+    assert 'stages.ingest.unicode_form: "NFC" -> "none"' in r.stderr and "--force" in r.stderr
+    assert len(list(tasks.glob("*.json"))) == 1  # nothing ran under the new setting
+    status = pipeline_cli("status", "--config", str(cfg_path), *changed)
+    assert "config changed: stages.ingest.unicode_form" in status.stdout, status.stdout
+
+    # a setting that does not change outputs (workers, the executor) resumes the run
+    cfg = load_config(cfg_path, ["executor.workers=2"])
+    assert runner.stage_state(cfg, "ingest").changes == []
+    assert runner.run_stage(cfg, "ingest")["kept"] == 20
+    assert verify(cfg, quiet=True) == []
+
+    # --force redoes it under the new setting, and the new fingerprint is the one recorded
+    new_cfg = load_config(cfg_path, ["stages.ingest.unicode_form=none"])
+    assert runner.stage_state(new_cfg, "ingest").state == "stale"
+    assert runner.run_stage(new_cfg, "ingest", force=True)["kept"] == 20
+    assert runner.stage_state(new_cfg, "ingest").state == "finished"
+    assert runner.stage_state(cfg, "ingest").state == "stale"
+
+
+@pytest.mark.slow
+def test_a_changed_or_disabled_upstream_stage_makes_the_stages_after_it_stale(tmp_path, zh_docs):
+    """filter's zh.min_length changed after ingest -> langid -> filter -> dedup ran: filter refuses naming the key,
+    dedup is stale through its input; redoing filter with --force leaves dedup stale; disabling filter after the run
+    makes dedup stale too (it would now read langid's output)."""
+    src = tmp_path / "src"
+    src.mkdir()
+    write_jsonl(src / "docs.jsonl", [{"text": d} for d in zh_docs[:20]])
+    cfg_path = write_config(tmp_path, source("s", str(src), "jsonl"), tasks=1, workers=1)
+    cfg = load_config(cfg_path)
+    for stage in ("ingest", "langid", "filter", "dedup"):
+        runner.run_stage(cfg, stage)
+    lengths = sorted(len(d) for d in zh_docs[:20])
+    cut = lengths[10]  # half the documents are shorter
+    longer = load_config(cfg_path, [f"stages.filter.zh.min_length={cut}"])
+    assert runner.stage_state(longer, "ingest").state == runner.stage_state(longer, "langid").state == "finished"
+    filt, dedup = runner.stage_state(longer, "filter"), runner.stage_state(longer, "dedup")
+    assert filt.state == dedup.state == "stale"
+    assert filt.changes == [f"stages.filter.zh.min_length: 50 -> {cut}"]
+    assert dedup.changes == [f"input stage 'filter' changed (stages.filter.zh.min_length: 50 -> {cut})"]
+    with pytest.raises(runner.StageError, match=rf"stages.filter.zh.min_length: 50 -> {cut}\b"):
+        runner.run_stage(longer, "filter")
+    with pytest.raises(runner.StageError, match=r"stage 'dedup' .*input stage 'filter' changed"):
+        runner.run_stage(longer, "dedup")
+    assert runner.run_stage(longer, "filter", force=True)["removed_by_reason"]["zh_length"] >= 10
+    assert runner.stage_state(longer, "filter").state == "finished"
+    assert runner.stage_state(longer, "dedup").changes == ["input stage 'filter' was redone with other settings since"]
+    assert runner.run_stage(longer, "dedup", force=True)["docs_in"] <= 10
+    assert runner.stage_state(longer, "dedup").state == "finished"
+
+    no_filter = load_config(cfg_path, [f"stages.filter.zh.min_length={cut}", "stages.filter.enabled=false"])
+    assert runner.stage_state(no_filter, "dedup").changes == [
+        "input stage filter -> langid (a stage was enabled or disabled)"
+    ]
+    assert "config changed: input stage filter -> langid" in "".join(
+        r["state"] for r in status_rows(no_filter) if r["stage"] == "dedup"
+    )

@@ -7,8 +7,10 @@ with `torch.load(..., weights_only=True)` and no pickle code runs.
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,40 @@ def save_checkpoint(run_dir: str | Path, step: int, state: dict[str, Any], keep_
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return torch.load(path, map_location="cpu", weights_only=True)
+
+
+class ResumeError(ValueError):
+    """A run folder that cannot be resumed: its checkpoints are all unreadable, or were made with another tokenizer
+    or model; the message names the file."""
+
+
+# What torch.load raises on a file cut short or damaged (RuntimeError: the zip's central directory is missing; EOFError:
+# an empty file; UnpicklingError/ValueError: a damaged record inside an intact zip). Anything else is a bug and
+# propagates.
+UNREADABLE_CHECKPOINT = (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, OSError)
+
+
+def load_latest_readable(run_dir: str | Path, warn: Callable[[str], None]) -> tuple[Path | None, dict[str, Any] | None]:
+    """The newest checkpoint that loads, and its state; (None, None) when the folder has none.
+
+    Checkpoints are written atomically, but a file can still be cut short afterwards (a disk filled during a copy, a
+    sync of the run folder interrupted): such a file is passed over with a warning naming it, and the one before it
+    is used. It is left in place: the resumed run writes that step again (same name, atomic replace). When every
+    checkpoint is unreadable, resuming from scratch would silently throw the run away, so that raises instead."""
+    found = list_checkpoints(run_dir)
+    bad: list[str] = []
+    for path in reversed(found):
+        try:
+            return path, load_checkpoint(path)
+        except UNREADABLE_CHECKPOINT as e:
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            bad.append(f"{path} ({reason})")
+            warn(f"warning: {path} is not a readable checkpoint ({reason}); falling back to the one before it")
+    if bad:
+        raise ResumeError(
+            f"no readable checkpoint in {run_dir}: {'; '.join(bad)}; remove them to start over, or use a new run folder"
+        )
+    return None, None
 
 
 def rng_state() -> dict[str, Any]:

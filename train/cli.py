@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from train.chat_data import DataError
+from train.checkpoint import ResumeError
 from train.data import PackedSequences, ShardsError, TokenDataset, check_datasets, validation_batches
 from train.dpo import run_dpo
 from train.evaluate import load_mc, mc_accuracy, mc_table, text_loss
@@ -114,7 +115,7 @@ def train_command(cfg: Any, mode: str) -> int:
             before = "pipeline train pretrain" if mode == "sft" else "pipeline train sft"
             print(f"error: {e} (train.{mode}.init_from; run `{before}` first)", file=sys.stderr)
             return 1
-        except (DataError, TrainingDiverged) as e:
+        except (DataError, TrainingDiverged, ResumeError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 1
         return 0
@@ -262,7 +263,7 @@ def demo_after_pretrain(cfg: Any) -> list[str]:
         t0 = time.time()
         try:
             res = run_finetune(cfg, mode)
-        except (SourceError, DataError, TrainingDiverged) as e:
+        except (SourceError, DataError, TrainingDiverged, ResumeError) as e:
             lines.append(f"{mode}: failed: {e}")
             return lines
         out = Path(res["out"])

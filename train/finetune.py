@@ -19,7 +19,7 @@ from model.grow import check_extends, grow_vocab
 from model.lora import LoraSpec, apply_lora, trainable_parameters
 from model.model import Transformer
 from model.tokenizer import Tokenizer
-from train.checkpoint import latest_checkpoint, load_checkpoint
+from train.checkpoint import load_latest_readable
 from train.config import LoraSection
 from train.loop import ForwardBackward, Runtime, Trainer, build_optimizer, embedding_only_phase, setup_runtime
 from train.source import SourceError, load_model, model_from_state
@@ -84,23 +84,28 @@ class Start:
     origin: dict[str, Any]  # the checkpoint it started from, its step and mode, the pretraining data, growth
     resume: dict[str, Any] | None = None  # the run's own latest checkpoint state, when resuming
     lora: dict[str, Any] | None = None  # LoraSpec.to_dict() when the model carries adapters
+    resumed_from: Path | None = None  # the checkpoint file `resume` came from (not always the newest: see below)
 
 
 def start_or_resume(job: FinetuneJob, say: Callable[[str], None]) -> Start:
     """Resume from the run folder's latest checkpoint, or load `init_from`, grow the vocabulary to `job.tokenizer`
     if given, and put LoRA adapters on."""
     t = job.train
-    ckpt = latest_checkpoint(job.out_dir)
-    if ckpt is not None:
-        state = load_checkpoint(ckpt)
+    ckpt, state = load_latest_readable(job.out_dir, say)
+    if state is not None:
         if state.get("mode") != job.mode:
             raise SourceError(f"{ckpt} is a {state.get('mode')} checkpoint, not {job.mode}: use another run folder")
         tok = Tokenizer(state["tokenizer"]["path"])
         if tok.sha256 != state["tokenizer"]["sha256"]:
             raise SourceError(f"{tok.path} changed since {ckpt} was written (sha256 differs)")
+        if job.tokenizer is not None and Tokenizer(job.tokenizer).sha256 != tok.sha256:
+            raise SourceError(
+                f"{ckpt} was made with tokenizer {tok.path} (sha256 {tok.sha256[:16]}...), but this run asks for "
+                f"{job.tokenizer}, another tokenizer: use a new run folder"
+            )
         model = model_from_state(state, merge=False)
         say(f"resuming from {ckpt} (step {state['step']})")
-        return Start(model, tok, int(state["seq_len"]), state["origin"], state, state.get("lora"))
+        return Start(model, tok, int(state["seq_len"]), state["origin"], state, state.get("lora"), resumed_from=ckpt)
 
     loaded = load_model(job.init_from, merge=True)
     model, tok = loaded.model, loaded.tokenizer
@@ -204,7 +209,7 @@ def finetune(
         },
         extra_state=extra_state,
         before_step=set_phase,
-        last_checkpoint=latest_checkpoint(out),
+        last_checkpoint=start.resumed_from,  # the newest file may be a truncated one that resume passed over
     )
     if start.resume is not None:
         trainer.restore(start.resume)

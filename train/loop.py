@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import sys
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
@@ -116,6 +117,11 @@ class Runtime:
         """print on the first process only."""
         if self.dist.master:
             print(*args)
+
+    def warn(self, message: str) -> None:
+        """A warning on stderr, from the first process only."""
+        if self.dist.master:
+            print(message, file=sys.stderr)
 
 
 def setup_runtime(device_kind: str, dtype_kind: str, *, distributed: bool) -> Runtime:

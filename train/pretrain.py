@@ -16,7 +16,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from model.config import ModelConfig, flops_per_token, from_preset, num_params, pad_vocab
 from model.model import Transformer
 from model.tokenizer import Tokenizer
-from train.checkpoint import latest_checkpoint, load_checkpoint
+from train.checkpoint import ResumeError, load_latest_readable
 from train.config import ModelSection, PretrainSection
 from train.data import Loader, PackedSequences, ShardsError, TokenDataset, check_datasets, validation_batches
 from train.loop import (
@@ -147,11 +147,19 @@ def pretrain(job: PretrainJob, *, stop_after_step: int | None = None) -> dict[st
     torch.manual_seed(t.seed)
     raw = Transformer(model_cfg)
     raw.activation_checkpointing = t.activation_checkpointing
-    ckpt_path = latest_checkpoint(out)
-    state = load_checkpoint(ckpt_path) if ckpt_path else None
+    ckpt_path, state = load_latest_readable(out, rt.warn)
     if state is not None:
         if state["model_config"] != model_cfg.to_dict():
-            raise ValueError(f"{ckpt_path} holds a different model ({state['model_config']}); use a new run folder")
+            raise ResumeError(f"{ckpt_path} holds a different model ({state['model_config']}); use a new run folder")
+        made_with = state["tokenizer"]
+        if made_with["sha256"] != tok.sha256:
+            # the vocabulary size alone would let a retrained tokenizer of the same size through: the ids would mean
+            # other pieces and the resumed model would silently learn a new mapping on top of the old one
+            raise ResumeError(
+                f"{ckpt_path} was made with tokenizer {made_with['path']} (sha256 {made_with['sha256'][:16]}...), "
+                f"but this run uses {job.tokenizer} (sha256 {tok.sha256[:16]}...); use a new run folder, or the "
+                "tokenizer the run started with"
+            )
         raw.load_state_dict(state["model"])
     raw.to(device)
     sharded = t.fsdp and d.enabled
@@ -239,7 +247,7 @@ def main_guarded(job: PretrainJob) -> int:
     """Run, turning the expected failures into a message and exit code 1."""
     try:
         pretrain(job)
-    except (ShardsError, TrainingDiverged) as e:
+    except (ShardsError, TrainingDiverged, ResumeError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     finally:

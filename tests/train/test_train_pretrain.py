@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from pathlib import Path
@@ -13,13 +14,13 @@ import torch
 from model.config import ModelConfig
 from model.model import Transformer
 from model.tokenizer import Tokenizer
-from tests.train.helpers import make_job, read_log, write_dataset
+from tests.train.helpers import make_job, read_log, train_sentencepiece, write_dataset
 from train import loop
-from train.checkpoint import list_checkpoints, load_checkpoint
+from train.checkpoint import ResumeError, list_checkpoints, load_checkpoint
 from train.config import EvalSection, ModelSection, PretrainSection, TrainSection
 from train.data import ShardsError
 from train.loop import TrainingDiverged, lr_at
-from train.pretrain import pretrain
+from train.pretrain import main_guarded, pretrain
 from train.runlog import LogError
 
 
@@ -152,6 +153,55 @@ def test_resume_after_a_run_killed_while_writing_the_log(tmp_path, tokenizer_pat
     log.write_text(log.read_text().replace('{"step": 2', '{"step": 2,,', 1))  # damage inside the file is an error
     with pytest.raises(LogError, match=r"parts/log.jsonl:2: not a JSON object"):
         read_log(tmp_path / "parts")
+
+
+def test_resume_refuses_a_checkpoint_made_with_another_tokenizer(tmp_path, tokenizer_path, docs_dataset, documents):
+    """A tokenizer retrained to the same vocabulary size maps ids to other pieces: the sha256 decides, not the size."""
+    pretrain(make_job(tmp_path / "run", tokenizer_path, [docs_dataset], max_steps=2, eval_every=0))
+    other = train_sentencepiece(tmp_path / "other.model", documents[::2])  # same size, other text: other pieces
+    other_tok = Tokenizer(other)
+    assert other_tok.vocab_size == Tokenizer(tokenizer_path).vocab_size and other_tok.sha256 != sha_of(tokenizer_path)
+    other_data = write_dataset(tmp_path / "other_data", other_tok, documents[1::10], documents[::10])
+    job = make_job(tmp_path / "run", other, [other_data], max_steps=4, eval_every=0)
+    with pytest.raises(
+        ResumeError, match=r"ckpt-0000002.pt was made with tokenizer .*tokenizer.model .*this run uses .*other.model"
+    ):
+        pretrain(job)
+    assert [p.name for p in list_checkpoints(tmp_path / "run")] == ["ckpt-0000002.pt"]  # nothing was trained
+    assert main_guarded(job) == 1  # the command prints the message, not a traceback
+
+
+def test_a_truncated_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, tokenizer_path, docs_dataset, capsys):
+    """A cut-short newest checkpoint is named in a warning and the run resumes from the one before it, ending with
+    the same weights as an uninterrupted run."""
+    whole = make_job(tmp_path / "whole", tokenizer_path, [docs_dataset], eval_every=0)
+    pretrain(whole)
+    parts = make_job(tmp_path / "parts", tokenizer_path, [docs_dataset], eval_every=0)
+    pretrain(parts, stop_after_step=5)
+    latest = tmp_path / "parts" / "ckpt-0000005.pt"
+    assert [p.name for p in list_checkpoints(tmp_path / "parts")] == ["ckpt-0000003.pt", latest.name]
+    data = latest.read_bytes()
+    latest.write_bytes(data[: len(data) // 2])
+    capsys.readouterr()
+    pretrain(parts)
+    captured = capsys.readouterr()
+    assert f"warning: {latest} is not a readable checkpoint" in captured.err
+    assert "resuming from" in captured.out and "ckpt-0000003.pt (step 3)" in captured.out
+    assert [r["step"] for r in read_log(tmp_path / "parts")] == [1, 2, 3, 4, 5, 6]
+    assert [r["loss"] for r in read_log(tmp_path / "parts")] == [r["loss"] for r in read_log(tmp_path / "whole")]
+    sa = load_checkpoint(tmp_path / "whole" / "ckpt-0000006.pt")
+    sb = load_checkpoint(tmp_path / "parts" / "ckpt-0000006.pt")
+    assert all(torch.equal(sa["model"][k], sb["model"][k]) for k in sa["model"])
+
+    # every checkpoint unreadable: refused (starting over would silently throw the run away)
+    for path in list_checkpoints(tmp_path / "parts"):
+        path.write_bytes(b"")
+    with pytest.raises(ResumeError, match=r"no readable checkpoint in .*parts: .*ckpt-0000005.pt"):
+        pretrain(parts)
+
+
+def sha_of(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def test_lr_schedules():
