@@ -96,6 +96,7 @@ def test_identical_texts_share_every_band_and_unrelated_share_none(zh_docs, en_d
     assert not np.any(en[0] == en[1])
 
 
+@pytest.mark.slow
 def test_signatures_equal_their_straightforward_definition(books, en_docs):
     """On every book of the sample and the English articles: the shingles are the mixed polynomial of each window
     computed with n multiply-adds, the signature is min over shingles of ((a*h + b) mod 2**64) >> 32 per

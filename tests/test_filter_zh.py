@@ -172,6 +172,7 @@ def test_dup_ngram_early_stop_is_exact(classical):
     assert values == sorted(values, reverse=True)
 
 
+@pytest.mark.slow
 def test_vectorized_ngram_rules_equal_their_string_definitions(books):
     """The NumPy n-gram rules give exactly (==, not approximately) the values of the plain string versions on every
     Chinese document of the sample (books and notes blocks) for n = 1 to 10, and on repetitive texts whose ties

@@ -55,6 +55,7 @@ def test_image_only_page_has_no_text_layer():
     assert record.error == "no_text_layer" and record.text == ""
 
 
+@pytest.mark.slow
 def test_broken_xref_is_repaired(xpinyin):
     record = extract_pdf(io.BytesIO(broken_xref(XPINYIN.read_bytes())))
     assert record.repaired and record.error is None
@@ -73,6 +74,7 @@ def test_unrepairable_pdf_raises_naming_both_readers():
         extract_pdf(io.BytesIO(garbled))
 
 
+@pytest.mark.slow
 def test_ingest_pdfs(tmp_path):
     src = tmp_path / "pdf"
     src.mkdir()

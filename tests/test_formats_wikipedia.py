@@ -94,6 +94,7 @@ def test_ingest_ids_stable_and_removed_reasons(tmp_path):
     assert Counter(rm["reason"]) == {"wiki_redirect": 6, "wiki_disambiguation": 3, "wiki_not_article": 1}
 
 
+@pytest.mark.slow
 def test_truncated_bz2_is_a_failed_file_and_pages_before_the_damage_are_kept(tmp_path):
     data = DUMP.read_bytes()
     (tmp_path / "src").mkdir()

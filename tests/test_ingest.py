@@ -204,6 +204,7 @@ def test_bad_records_go_to_removed_with_reason_file_and_line(tmp_path, zh_docs):
     assert verify(cfg, quiet=True) == []
 
 
+@pytest.mark.slow
 def test_unreadable_files_are_reported_and_others_kept(tmp_path, zh_docs):
     src = tmp_path / "src"
     src.mkdir()
@@ -265,6 +266,7 @@ def test_ids_stable_across_task_counts_and_reruns(tmp_path, zh_docs):
     assert kept(cfg).sort("id").select("id", "text").equals(results[0])
 
 
+@pytest.mark.slow
 def test_resume_after_kill_gives_same_kept_ids(tmp_path, zh_docs):
     """Kill the local executor while a task is mid-stage, rerun, and get exactly the clean run's documents."""
     src = tmp_path / "src"
@@ -314,6 +316,7 @@ def test_resume_after_kill_gives_same_kept_ids(tmp_path, zh_docs):
     assert verify(cfg, quiet=True) == []
 
 
+@pytest.mark.slow
 def test_verify_catches_planted_loss(tmp_path, zh_docs):
     many_files(tmp_path / "src", zh_docs[:10], n_files=2)
     cfg, _ = run_ingest(write_config(tmp_path, source("s", "src", "jsonl")))

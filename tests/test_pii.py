@@ -222,6 +222,7 @@ def sample_texts() -> list[str]:
     return books + notes + articles + code
 
 
+@pytest.mark.slow
 def test_prefilters_change_no_span_on_the_sample():
     """`find_pii` skips a detector where its prefilter says it cannot match; on every sample document, as it is and
     with one identifier of every kind (and near misses) planted in it, the spans equal those of every detector run

@@ -234,6 +234,7 @@ def test_page_extraction_is_bounded_in_time(tmp_path, zh_docs):
 # --- item 6: unreadable subfolders ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_unreadable_subfolder_is_named_in_failed_files(tmp_path, zh_docs):
     src = tmp_path / "src"
     (src / "locked").mkdir(parents=True)
@@ -331,6 +332,7 @@ def test_lsh_size_is_bounded(tmp_path):
     assert cfg.stages.dedup.bands * cfg.stages.dedup.rows == 1024
 
 
+@pytest.mark.slow
 def test_unwritable_workdir_stops_with_a_message_not_a_traceback(tmp_path, zh_docs):
     write_jsonl(tmp_path / "a.jsonl", [{"text": zh_docs[0]}])
     cfg_path = write_config(tmp_path, source("s", "a.jsonl", "jsonl"))
@@ -348,6 +350,7 @@ def test_unwritable_workdir_stops_with_a_message_not_a_traceback(tmp_path, zh_do
     assert "run.workdir: cannot write to" in r.stderr and "Permission denied" in r.stderr
 
 
+@pytest.mark.slow
 def test_resume_after_kill_during_the_id_check_gives_the_clean_run(tmp_path, zh_docs):
     """Kill ingest while its ids phase is mid-way (a task blocked on a FIFO), rerun: the ids, repeats and main
     phases finish and give exactly the corpus of an uninterrupted run."""
@@ -390,6 +393,7 @@ def test_resume_after_kill_during_the_id_check_gives_the_clean_run(tmp_path, zh_
 # --- issue 18 item 8: two runs of one stage at once ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_second_run_of_a_running_stage_is_refused_and_a_dead_runs_lock_is_taken_over(tmp_path, zh_docs):
     """While `pipeline run ingest` works (a task blocked on a FIFO), a second one exits 2 naming the first's host and
     pid instead of racing it; once the first is killed, its lock is taken over and the rerun finishes the stage."""

@@ -286,6 +286,7 @@ def test_vocab_merge_keeps_ids_and_shortens_chinese(tokenized, tmp_path):
     assert len(rows) == 4 and any("| zh |" in row for row in rows) and "chars/token" in r.stdout
 
 
+@pytest.mark.slow
 def test_merge_refuses_bad_inputs(tokenized, tmp_path):
     cfg, _ = tokenized
     model = cfg.workdir / "tokenizer" / "tokenizer.model"
@@ -297,6 +298,7 @@ def test_merge_refuses_bad_inputs(tokenized, tmp_path):
     assert r.returncode == 2 and "/nope.model: no such tokenizer file" in r.stderr
 
 
+@pytest.mark.slow
 def test_merge_and_compare_refuse_files_that_are_not_tokenizers(tokenized, tmp_path):
     cfg, _ = tokenized
     model = cfg.workdir / "tokenizer" / "tokenizer.model"

@@ -134,6 +134,7 @@ def test_nan_found_on_a_log_step_when_not_checked_every_step(tmp_path, tokenizer
     assert all(math.isfinite(r["loss"]) for r in read_log(tmp_path / "run"))
 
 
+@pytest.mark.slow
 def test_resume_after_a_run_killed_while_writing_the_log(tmp_path, tokenizer_path, docs_dataset):
     """A kill in the middle of a log write leaves a partial last line: it is read as absent, and the resumed run
     logs the same rows as an uninterrupted one."""
@@ -171,6 +172,7 @@ def test_resume_refuses_a_checkpoint_made_with_another_tokenizer(tmp_path, token
     assert main_guarded(job) == 1  # the command prints the message, not a traceback
 
 
+@pytest.mark.slow
 def test_a_truncated_latest_checkpoint_falls_back_to_the_previous_one(tmp_path, tokenizer_path, docs_dataset, capsys):
     """A cut-short newest checkpoint is named in a warning and the run resumes from the one before it, ending with
     the same weights as an uninterrupted run."""
