@@ -11,15 +11,18 @@ its own length, so short questions can still be found; shorter fields (option le
 
 A document is flagged for an item when at least `threshold` of the item's distinct n-grams occur in it: a pasted
 item matches nearly all of them, a document that merely shares a common phrase or sentence with a long item
-matches a few (see `threshold` for the measurement). Modes: `drop` removes flagged documents (reason
+matches a few (see `threshold` for the measurement); and (`per_field`) when one field with enough n-grams of its
+own has `field_threshold` of them in it, so a question copied without its long options is found. Both shares
+also need the item's specific n-grams (those no other item holds): a stem many items share flags none of them.
+Modes: `drop` removes flagged documents (reason
 `contaminated`); `cut` removes every matched n-gram of a flagged item with `cut_margin` characters either side,
 as NeMo Curator's task decontamination does, and removes the document instead when that takes more than
 `max_splits` cuts or leaves nothing. Flagged documents record `contaminated_by` (benchmark names, null when clean).
 
 The n-gram index is built once per run, in `build`, and written to `<stage_dir>/index/` as NumPy arrays that every
 worker memory-maps (the pages are shared, so workers add nothing per process): sorted 64-bit n-gram hashes, a CSR
-map from each hash to the items holding it, and each item's n-gram count. Its size and build time go into
-`stats.json` (`index`). Counters (`stats.json["counters"]`): `decontam_docs_flagged`, per benchmark
+map from each hash to the fields holding it (and each field's item), and each field's and item's n-gram counts.
+Its size and build time go into `stats.json` (`index`). Counters (`stats.json["counters"]`): `decontam_docs_flagged`, per benchmark
 `decontam_benchmark_<name>_docs` (documents flagged) and `..._item_matches` (item-document pairs), and in cut mode
 `decontam_docs_cut`, `decontam_spans_cut`, `decontam_chars_cut`, `decontam_dropped_too_many_splits`.
 """
