@@ -11,15 +11,18 @@ its own length, so short questions can still be found; shorter fields (option le
 
 A document is flagged for an item when at least `threshold` of the item's distinct n-grams occur in it: a pasted
 item matches nearly all of them, a document that merely shares a common phrase or sentence with a long item
-matches a few (see `threshold` for the measurement). Modes: `drop` removes flagged documents (reason
+matches a few (see `threshold` for the measurement); and (`per_field`) when one field with enough n-grams of its
+own has `field_threshold` of them in it, so a question copied without its long options is found. Both shares
+also need the item's specific n-grams (those no other item holds): a stem many items share flags none of them.
+Modes: `drop` removes flagged documents (reason
 `contaminated`); `cut` removes every matched n-gram of a flagged item with `cut_margin` characters either side,
 as NeMo Curator's task decontamination does, and removes the document instead when that takes more than
 `max_splits` cuts or leaves nothing. Flagged documents record `contaminated_by` (benchmark names, null when clean).
 
 The n-gram index is built once per run, in `build`, and written to `<stage_dir>/index/` as NumPy arrays that every
 worker memory-maps (the pages are shared, so workers add nothing per process): sorted 64-bit n-gram hashes, a CSR
-map from each hash to the items holding it, and each item's n-gram count. Its size and build time go into
-`stats.json` (`index`). Counters (`stats.json["counters"]`): `decontam_docs_flagged`, per benchmark
+map from each hash to the fields holding it (and each field's item), and each field's and item's n-gram counts.
+Its size and build time go into `stats.json` (`index`). Counters (`stats.json["counters"]`): `decontam_docs_flagged`, per benchmark
 `decontam_benchmark_<name>_docs` (documents flagged) and `..._item_matches` (item-document pairs), and in cut mode
 `decontam_docs_cut`, `decontam_spans_cut`, `decontam_chars_cut`, `decontam_dropped_too_many_splits`.
 """
@@ -117,6 +120,17 @@ class DecontamConfig(StageConfig):
     0.3 still finds items pasted without their options or with light edits, and is four times the highest share
     a clean document reached, so a document sharing a common phrase or one sentence with a long item (a few
     percent of its n-grams) is not flagged."""
+    per_field: bool = True
+    """Also flag a document holding one field of an item (its question, or one option) without the rest: a test
+    prompt copied alone is the contamination that matters, and when the answer or passage fields are long it stays
+    under `threshold` of the whole item. false: only whole-item shares count."""
+    field_threshold: float = Field(0.8, gt=0, le=1)
+    """per_field: share of a field's specific n-grams (those no other item holds, so a stem shared by a task's
+    questions, such as CHARM's 以下陈述是否包含时代错误..., counts for nothing) that must occur in a document."""
+    field_min_ngrams: int = Field(4, ge=1)
+    """per_field: specific n-grams a field needs to be flagged on its own (4: a Chinese field of 11 characters past
+    its shared stem, an English one of 16 words); shorter fields count only within the whole item, so a common
+    stem (下列说法正确的是, one 8-gram) or a short option planted in a document does not flag it."""
     cut_margin: int = Field(200, ge=0)
     """mode = cut: characters removed on either side of a matched n-gram (NeMo Curator: 200)."""
     max_splits: int = Field(10, ge=0)
@@ -274,9 +288,12 @@ def window_hashes(codes: np.ndarray, length: int) -> np.ndarray:
     return window_hashes_multi(codes, [length])[length]
 
 
-def item_ngrams(fields: list[str], n: dict[str, int], min_units: dict[str, int]) -> tuple[str, np.ndarray, set[int]]:
-    """An item's mode, its distinct n-gram hashes and the window lengths they use. N-grams stay within a field; a
-    field shorter than n but at least `min_units` long is one n-gram of its own length."""
+def field_ngrams(
+    fields: list[str], n: dict[str, int], min_units: dict[str, int]
+) -> tuple[str, list[np.ndarray], set[int]]:
+    """An item's mode, the distinct n-gram hashes of each field that counts (fields too short to count are left
+    out) and the window lengths they use. N-grams stay within a field; a field shorter than n but at least
+    `min_units` long is one n-gram of its own length."""
     mode = item_mode(" ".join(fields))
     size, shortest = n[mode], min_units.get(mode, n[mode])
     grams, lengths = [], set()
@@ -284,8 +301,14 @@ def item_ngrams(fields: list[str], n: dict[str, int], min_units: dict[str, int])
         codes = units(text, mode)[0]
         length = size if len(codes) >= size else len(codes) if len(codes) >= shortest else 0
         if length:
-            grams.append(window_hashes(codes, length))
+            grams.append(distinct(window_hashes(codes, length)))
             lengths.add(length)
+    return mode, grams, lengths
+
+
+def item_ngrams(fields: list[str], n: dict[str, int], min_units: dict[str, int]) -> tuple[str, np.ndarray, set[int]]:
+    """An item's mode, its distinct n-gram hashes (all fields together) and the window lengths they use."""
+    mode, grams, lengths = field_ngrams(fields, n, min_units)
     return mode, distinct(np.concatenate(grams)) if grams else np.empty(0, dtype=np.uint64), lengths
 
 
@@ -341,7 +364,13 @@ def read_items(path: Path, fmt: str, fields: list[str], key: str) -> Iterator[li
 
 # ------------------------------------------------------------------------------------------- the index
 
-INDEX_FILES = ("keys", "offsets", "items", "item_sizes", "item_bench")
+# keys: sorted distinct n-gram hashes; offsets: CSR into `fields`, the fields holding each key (a field's number is
+# global; `field_item` gives its item); field_sizes: each field's n-grams held by no other item (its specific
+# n-grams, what per-field flagging counts); item_sizes: each item's distinct n-grams, item_specific_sizes: those
+# no other item holds; item_bench: its benchmark.
+INDEX_FILES = (
+    "keys", "offsets", "fields", "field_item", "field_sizes", "item_sizes", "item_specific_sizes", "item_bench"
+)  # fmt: skip
 
 
 def build_index(cfg: DecontamConfig, files: list[tuple[BenchmarkFile, Path]], out: Path) -> dict:
@@ -362,7 +391,8 @@ def build_index(cfg: DecontamConfig, files: list[tuple[BenchmarkFile, Path]], ou
     start = time.time()
     n = {"en": cfg.en_ngram, "zh": cfg.zh_ngram}
     hashes: list[np.ndarray] = []
-    owners: list[np.ndarray] = []
+    owners: list[np.ndarray] = []  # the field of each hash
+    field_item: list[int] = []
     sizes: list[int] = []
     bench_of: list[int] = []
     lengths: dict[str, set[int]] = {m: set() for m in MODES}
@@ -371,17 +401,20 @@ def build_index(cfg: DecontamConfig, files: list[tuple[BenchmarkFile, Path]], ou
         key = f"stages.decontam.benchmarks.{b}"
         stats = Counter()
         for fields in read_items(path, bench.format, bench.fields, key):
-            mode, grams, used = item_ngrams(fields, n, cfg.min_field_units)
+            mode, per_field, used = field_ngrams(fields, n, cfg.min_field_units)
             stats["items"] += 1
-            if not len(grams):
+            if not per_field:
                 stats["items_too_short"] += 1
                 continue
             lengths[mode] |= used
             stats[f"items_{mode}"] += 1
-            stats["ngrams"] += len(grams)
-            hashes.append(grams)
-            owners.append(np.full(len(grams), len(sizes), dtype=np.int32))
-            sizes.append(len(grams))
+            size = len(distinct(np.concatenate(per_field)))
+            stats["ngrams"] += size
+            for grams in per_field:
+                hashes.append(grams)
+                owners.append(np.full(len(grams), len(field_item), dtype=np.int32))
+                field_item.append(len(sizes))
+            sizes.append(size)
             bench_of.append(b)
         per_bench[bench.name] = dict(stats)
     all_hashes = np.concatenate(hashes) if hashes else np.empty(0, dtype=np.uint64)
@@ -390,11 +423,24 @@ def build_index(cfg: DecontamConfig, files: list[tuple[BenchmarkFile, Path]], ou
     all_hashes, all_owners = all_hashes[order], all_owners[order]
     keys, first = np.unique(all_hashes, return_index=True)
     offsets = np.append(first, len(all_hashes)).astype(np.int64)
+    field_items = np.asarray(field_item, dtype=np.int32)
+    # A key is specific when one item holds it: fields are numbered item by item, so within a key (sorted by field)
+    # the first and last entry have the same item exactly then. Shared keys (common stems such as 下列说法正确的是,
+    # repeated across a task's questions) do not count towards a field's coverage.
+    entry_items = field_items[all_owners]
+    specific = entry_items[offsets[:-1]] == entry_items[offsets[1:] - 1] if len(keys) else np.empty(0, dtype=bool)
+    field_sizes = np.bincount(all_owners[np.repeat(specific, np.diff(offsets))], minlength=len(field_items)).astype(
+        np.int32
+    )
+    item_specific_sizes = np.bincount(entry_items[offsets[:-1][specific]], minlength=len(sizes)).astype(np.int32)
     arrays = {
         "keys": keys,
         "offsets": offsets,
-        "items": all_owners,
+        "fields": all_owners,
+        "field_item": field_items,
+        "field_sizes": field_sizes,
         "item_sizes": np.asarray(sizes, dtype=np.int32),
+        "item_specific_sizes": item_specific_sizes,
         "item_bench": np.asarray(bench_of, dtype=np.int16),
     }
     out.mkdir(parents=True, exist_ok=True)
@@ -408,6 +454,7 @@ def build_index(cfg: DecontamConfig, files: list[tuple[BenchmarkFile, Path]], ou
         "ngram": n,
         "window_lengths": {m: sorted(v) for m, v in lengths.items() if v},
         "items": len(sizes),
+        "fields": len(field_items),
         "ngrams": int(len(all_hashes)),
         "distinct_ngrams": int(len(keys)),
         "bytes": nbytes,
@@ -433,8 +480,11 @@ class NgramIndex:
         arrays = {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in INDEX_FILES}
         self.keys = np.asarray(arrays["keys"])  # a plain view of the map: np.memmap's wrapping costs per call
         self.offsets = arrays["offsets"]
-        self.items = arrays["items"]
+        self.fields = arrays["fields"]
+        self.field_item = arrays["field_item"]
+        self.field_sizes = arrays["field_sizes"]
         self.item_sizes = arrays["item_sizes"]
+        self.item_specific_sizes = arrays["item_specific_sizes"]
         self.item_bench = arrays["item_bench"]
         self.names = self.meta["benchmarks"]
         self.lengths = {m: [int(x) for x in v] for m, v in self.meta["window_lengths"].items()}
@@ -484,21 +534,67 @@ class NgramIndex:
         lo, hi = self.offsets[found_keys], self.offsets[found_keys + 1]
         counts = hi - lo
         gather = np.repeat(lo - np.cumsum(counts) + counts, counts) + np.arange(counts.sum())
-        owners = np.asarray(self.items[gather])
-        items, found = np.unique(owners, return_counts=True)
-        return items, found / np.asarray(self.item_sizes[items]), (found_keys, counts, owners)
+        fields = np.asarray(self.fields[gather])
+        owners = np.asarray(self.field_item[fields])
+        # An item's distinct n-grams: a key held by two fields of one item counts once (entries of a key are
+        # sorted by field, so by item).
+        first_of_item = np.ones(len(owners), dtype=bool)
+        first_of_item[1:] = owners[1:] != owners[:-1]
+        first_of_item[np.cumsum(counts)[:-1]] = True  # a new key starts
+        items, found = np.unique(owners[first_of_item], return_counts=True)
+        return items, found / np.asarray(self.item_sizes[items]), (found_keys, counts, owners, fields)
 
-    def match(self, text: str, threshold: float, want_spans: bool = False) -> Match | None:
-        """The items of which at least `threshold` of the distinct n-grams occur in `text`, or None. With
-        `want_spans`, the character spans of the flagged items' n-grams in `text`."""
+    def _specific_share_passes(self, found, flagged: np.ndarray, threshold: float) -> np.ndarray:
+        """For each flagged item, whether `threshold` of its specific n-grams (held by no other item) are in the
+        document too, or it has none. A document holding only a stem that many items share (CHARM's
+        以下陈述是否包含时代错误...如何选择？, most of a short question) reaches the whole-item share of every
+        item with that stem but none of their specific n-grams."""
+        _, counts, owners, _ = found
+        ends = np.cumsum(counts)
+        first = ends - counts
+        specific_items = owners[first[owners[first] == owners[ends - 1]]]
+        hits = np.bincount(specific_items, minlength=int(flagged.max()) + 1)[flagged]
+        sizes = np.asarray(self.item_specific_sizes[flagged])
+        return (sizes == 0) | (hits >= threshold * sizes)
+
+    def field_covered_items(self, found, field_threshold: float, min_ngrams: int) -> np.ndarray:
+        """Items one of whose fields with at least `min_ngrams` specific n-grams has at least `field_threshold` of
+        them in the document (`found` from `_lookup`)."""
+        found_keys, counts, owners, fields = found
+        ends = np.cumsum(counts)
+        specific = owners[ends - counts] == owners[ends - 1]
+        hit_fields = fields[np.repeat(specific, counts)]
+        if not len(hit_fields):
+            return np.empty(0, dtype=np.int64)
+        field_ids, hits = np.unique(hit_fields, return_counts=True)
+        sizes = np.asarray(self.field_sizes[field_ids])
+        covered = field_ids[(sizes >= min_ngrams) & (hits >= field_threshold * sizes)]
+        return np.unique(np.asarray(self.field_item[covered]))
+
+    def match(
+        self,
+        text: str,
+        threshold: float,
+        want_spans: bool = False,
+        field_threshold: float | None = None,
+        field_min_ngrams: int = 1,
+    ) -> Match | None:
+        """The items of which at least `threshold` of the distinct n-grams occur in `text`, or (with
+        `field_threshold`) one field of which, holding at least `field_min_ngrams` specific n-grams, has at least
+        `field_threshold` of them in `text`; None when no item is. With `want_spans`, the character spans of the
+        flagged items' n-grams in `text`."""
         items, shares, found = self._lookup(self.doc_ngrams(text)[0])
         flagged = items[shares >= threshold]
+        if len(flagged):
+            flagged = flagged[self._specific_share_passes(found, flagged, threshold)]
+        if field_threshold is not None and found is not None:
+            flagged = np.union1d(flagged, self.field_covered_items(found, field_threshold, field_min_ngrams))
         if not len(flagged):
             return None
         benches = sorted({self.names[int(b)] for b in np.asarray(self.item_bench[flagged])})
         spans: list[tuple[int, int]] = []
         if want_spans:  # only for flagged documents: hash again with positions
-            found_keys, counts, owners = found
+            found_keys, counts, owners, _ = found
             key_of_owner = np.repeat(found_keys, counts)
             good = self.keys[np.unique(key_of_owner[np.isin(owners, flagged)])]
             hashes, starts, ends = self.doc_ngrams(text, positions=True)
@@ -557,7 +653,13 @@ class Decontaminate(ReportsCounters, BaseFilter):
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         cut = self.cfg.mode == "cut"
-        match = self.index.match(doc.text, self.cfg.threshold, want_spans=cut)
+        match = self.index.match(
+            doc.text,
+            self.cfg.threshold,
+            want_spans=cut,
+            field_threshold=self.cfg.field_threshold if self.cfg.per_field else None,
+            field_min_ngrams=self.cfg.field_min_ngrams,
+        )
         if match is None:
             doc.metadata["contaminated_by"] = None
             return True

@@ -53,7 +53,23 @@ _VETO_BEFORE = re.compile(
     re.IGNORECASE,
 )
 _CURRENCY_BEFORE = re.compile(r"[¥￥$€£]\s*$")
-_UNIT_AFTER = re.compile(r"^\s*(元|块|万|亿|美元|円|人民币|rmb|usd|次|个|件|字|页|kb|mb|gb)", re.IGNORECASE)
+# A unit right after the number, on the same line (a number ending a line is not priced by the next line's first
+# word), and not the first character of a word: 元旦, 元宵, 元素, 元首 ... are not 元 (yuan).
+_UNIT_AFTER = re.compile(
+    r"^[ \t\u3000]*(元(?![旦宵素首件朝代老帅气音])|块|万|亿|美元|円|人民币|rmb|usd|次|个|件|字|页|kb|mb|gb)",
+    re.IGNORECASE,
+)
+# A keyword naming the type of a number, shortly before it on the same line. Text extraction glues numbers to ASCII
+# words (电话：13812345678Email, 卡号 6217...1234ISBN); a number touching a letter is taken only when such a
+# keyword names it (an 18-digit identity card number's check character is evidence enough), so a digit run inside a hash or
+# a part number (a3f13812345678bc, SN13812345678) is not.
+_TYPE_KEYWORD_BEFORE = {
+    "cn_mobile": re.compile(r"(电话|手机|联系|致电|热线|tel|phone|mobile|cell|call)[^\n]{0,8}$", re.IGNORECASE),
+    "cn_landline": re.compile(r"(电话|座机|联系|致电|热线|传真|tel|phone|fax|call)[^\n]{0,8}$", re.IGNORECASE),
+    "bank_card": re.compile(r"(卡号|银行卡|储蓄卡|信用卡|账号|帐号|card|account|acct)[^\n]{0,8}$", re.IGNORECASE),
+    "id_card": re.compile(r"(身份证|证件|证号|id)[^\n]{0,8}$", re.IGNORECASE),
+}
+_ASCII_LETTER = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
 
 # Province-level codes: the first two digits of a resident identity card number (GB/T 2260).
 _PROVINCES = {
@@ -125,16 +141,34 @@ def _vetoed(text: str, start: int, end: int) -> bool:
     )
 
 
+def _glued(text: str, start: int, end: int) -> bool:
+    """The number touches an ASCII letter on either side (13812345678Email, Tel13812345678)."""
+    return (start > 0 and text[start - 1] in _ASCII_LETTER) or (end < len(text) and text[end] in _ASCII_LETTER)
+
+
+def _named_before(text: str, start: int, kind: str) -> bool:
+    keyword = _TYPE_KEYWORD_BEFORE.get(kind)
+    return keyword is not None and keyword.search(text[max(0, start - 20) : start]) is not None
+
+
 def _number_spans(
     pattern: re.Pattern, text: str, kind: str, check: Callable[[str], bool] | None = None, group: int = 0
 ) -> list[Span]:
-    """Matches of a number pattern that pass `check` (on the digits) and are not in a URL or vetoed by context."""
+    """Matches of a number pattern that pass `check` (on the digits) and are not in a URL or vetoed by context.
+    A match touching an ASCII letter (the patterns allow it, see `_B`) is kept only when a keyword of its type is
+    before it, or when it is an identity card number (its check character is the evidence)."""
     urls = None
     out = []
     for m in pattern.finditer(text):
         start, end = m.span(group)
         digits = re.sub(r"[^0-9Xx]", "", m.group(group))
         if check is not None and not check(digits):
+            continue
+        if (
+            _glued(text, start, end)
+            and not (len(digits) == 18 and kind == "id_card")
+            and not _named_before(text, start, kind)
+        ):
             continue
         if urls is None:
             urls = url_spans(text)
@@ -150,6 +184,10 @@ def _number_spans(
 # only, so 手机13812345678联系 matches), and not the fraction or integer part of a decimal (3.14159265359).
 _B = r"(?<![\w+])(?<!\d\.)"
 _E = r"(?![\w])(?!\.\d)"
+# The same, but letting an ASCII letter touch the number: text extraction glues numbers to words (电话：
+# 13812345678Email). `_number_spans` decides such matches by the keyword before them (see `_glued`).
+_B_GLUED = r"(?<![\d_+])(?<!\d\.)"
+_E_GLUED = r"(?![\d_])(?!\.\d)"
 
 _EMAIL = re.compile(
     r"(?<![\w.+-])[A-Za-z0-9](?:[A-Za-z0-9._%+-]{0,63})@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+"
@@ -215,7 +253,7 @@ def find_ip(text: str, public_only: bool = True) -> list[Span]:
 
 
 # 1[3-9]X XXXX XXXX, with an optional +86 / 0086 / 86 prefix and spaces or dashes between the groups.
-_CN_MOBILE = re.compile(_B + r"(?:(?:\+|00)?86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}" + _E, re.ASCII)
+_CN_MOBILE = re.compile(_B_GLUED + r"(?:(?:\+|00)?86[ -]?)?1[3-9]\d(?:[ -]?\d{4}){2}" + _E_GLUED, re.ASCII)
 
 
 def find_cn_mobile(text: str) -> list[Span]:
@@ -234,8 +272,8 @@ def _mobile_digits_ok(digits: str) -> bool:
 # Area code 010, 02X or 0[3-9]XX (optionally in brackets), a local number of 7-8 digits starting 2-9, and an
 # optional extension. Without a separator the whole run must be exactly area + local digits.
 _CN_LANDLINE = re.compile(
-    _B + r"(?:\(0(?:10|2\d|[3-9]\d{2})\)|（0(?:10|2\d|[3-9]\d{2})）|0(?:10|2\d|[3-9]\d{2}))[ -]?"
-    r"[2-9]\d{2,3}[ -]?\d{4}(?:\s*(?:转|ext\.?|-)\s*\d{1,5})?" + _E,
+    _B_GLUED + r"(?:\(0(?:10|2\d|[3-9]\d{2})\)|（0(?:10|2\d|[3-9]\d{2})）|0(?:10|2\d|[3-9]\d{2}))[ -]?"
+    r"[2-9]\d{2,3}[ -]?\d{4}(?:\s*(?:转|ext\.?|-)\s*\d{1,5})?" + _E_GLUED,
     re.IGNORECASE | re.ASCII,
 )
 
@@ -255,9 +293,9 @@ def find_intl_phone(text: str) -> list[Span]:
 
 
 _ID_18 = re.compile(
-    _B + r"[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]" + _E, re.ASCII
+    _B_GLUED + r"[1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx]" + _E_GLUED, re.ASCII
 )
-_ID_15 = re.compile(_B + r"[1-9]\d{5}\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}" + _E, re.ASCII)
+_ID_15 = re.compile(_B_GLUED + r"[1-9]\d{5}\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}" + _E_GLUED, re.ASCII)
 
 
 def find_id_card(text: str) -> list[Span]:
@@ -266,7 +304,9 @@ def find_id_card(text: str) -> list[Span]:
     return _number_spans(_ID_18, text, "id_card", valid_id_card) + _number_spans(_ID_15, text, "id_card", valid_id_card)
 
 
-_BANK_CARD = re.compile(_B + r"(?:[3-6]\d{15,18}|[3-6]\d{3}(?:[ -]\d{4}){3}(?:[ -]?\d{1,3})?)" + _E, re.ASCII)
+_BANK_CARD = re.compile(
+    _B_GLUED + r"(?:[3-6]\d{15,18}|[3-6]\d{3}(?:[ -]\d{4}){3}(?:[ -]?\d{1,3})?)" + _E_GLUED, re.ASCII
+)
 
 
 def find_bank_card(text: str) -> list[Span]:

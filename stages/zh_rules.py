@@ -45,6 +45,9 @@ _WORD_CHAR = re.compile(r"\w")
 _HASH_RUN = re.compile(r"[#＃]+")
 # An ellipsis: a run of `…`, of two or more dots, or of two or more 。 (a common way to type one in Chinese).
 _ELLIPSIS_RUN = re.compile(r"…+|\.{2,}|。{2,}")
+# A line ending in an ellipsis: `…` (and `……`), three or more dots (NFKC turns `…` into `...`), or two or more 。.
+# Closing quotes and brackets after it (`……”`, `...)`) do not hide it.
+_ELLIPSIS_LINE_END = re.compile(r"(?:…|\.{3,}|。{2,})[”’」』)）\]】\"']*$")
 _PUNCTUATION = regex.compile(r"\p{P}")
 _BRACKETED = re.compile(r"【(.*?)】")
 
@@ -150,6 +153,14 @@ def readmore_line_ratio(text: str, suffixes: tuple[str, ...] = READMORE_SUFFIXES
         return 0.0
     suffixes = tuple(s.lower() for s in suffixes)
     return sum(1 for line in lines if line.lower().endswith(suffixes)) / len(lines)
+
+
+def ellipsis_line_ratio(text: str) -> float:
+    """Share of non-empty lines ending in an ellipsis (…, ……, ..., 。。。) (Gopher: <= 0.3). The per-character
+    `ellipsis_ratio` misses a teaser list (every line a snippet cut off with "……") because its lines are long;
+    this is the line-level rule Gopher applies, for Chinese list and portal pages."""
+    lines = _lines(text)
+    return sum(1 for line in lines if _ELLIPSIS_LINE_END.search(line)) / len(lines) if lines else 0.0
 
 
 def bullet_line_ratio(text: str, bullets: tuple[str, ...] = BULLETS) -> float:
@@ -316,6 +327,7 @@ RULES: dict[str, Callable[..., float]] = {
     "ellipsis_ratio": ellipsis_ratio,
     "digit_ratio": digit_ratio,
     "readmore_lines": readmore_line_ratio,
+    "ellipsis_lines": ellipsis_line_ratio,
     "bullet_lines": bullet_line_ratio,
     "punctuation": punctuation_ratio,
     "unique_chars": unique_char_ratio,

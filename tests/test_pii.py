@@ -204,6 +204,52 @@ def test_distractors_are_left_alone(zh_docs, en_docs):
         assert [s.type for s in r.find_pii(doc) if s.type not in ("email", "ip")] == []
 
 
+def test_unit_check_stays_on_the_line_and_reads_whole_words(host):
+    card = luhn("621700001234567890")  # a UnionPay card, 19 digits
+    # a card number ending a line, the next line starting with 元旦 (New Year's Day): still a card
+    text = host[:150] + f"卡号：{card}\n元旦的北京，" + host[150:]
+    assert found(r.find_bank_card, text) == [card]
+    assert found(r.find_bank_card, f"卡号：{card}\n元旦的北京") == [card]
+    assert found(r.find_bank_card, f"卡号：{card}元旦前到账") == [card]  # 元旦 is not 元, on one line either
+    assert found(r.find_cn_mobile, "手机13812345678\n万达广场见") == ["13812345678"]
+    # a real unit right after the number, on its line, still marks a price
+    for priced in (f"{card}元", f"{card} 元", f"{card}\t元", "13812345678 万"):
+        assert r.find_pii(priced) == [], priced
+
+
+def test_numbers_glued_to_ascii_words(host):
+    card = luhn("621700001234567890")
+    grouped = " ".join(re.findall("....", luhn("622848001234567")))
+    # a letter after the number (text extraction joined two fields), with the type's keyword before it
+    for text, number in (
+        ("电话：13812345678Email：zhang@example.com", "13812345678"),
+        (f"卡号：{grouped}ISBN 978-7-115-42802-8", grouped),
+        (f"银行卡{card}Name", card),
+        ("传真：010-62345678Fax", "010-62345678"),
+    ):
+        spans = r.find_pii(embed(host, text))
+        assert number in [embed(host, text)[x.start : x.end] for x in spans], text
+    # a letter before the number
+    assert found(r.find_cn_mobile, "Tel13812345678") == ["13812345678"]
+    assert found(r.find_cn_mobile, "手机号码:Mobile13812345678") == ["13812345678"]
+    # an identity card number carries its own proof (check character, birth date, province)
+    assert found(r.find_id_card, f"见{id_card()}Name") == [id_card()]
+    # glued numbers without a keyword naming them, or with one naming another kind of number, stay
+    for miss in (
+        "a3f13812345678bc",  # digits inside a hex string
+        "SN13812345678A",  # a part number
+        f"deadbeef{card}cafe",
+        "ISBN9787115428028",
+        "订单号13812345678Email",
+        f"订单号：{card}Name",
+        "110101900307123abc",  # a valid 15-digit number has no check character: a keyword is needed
+        "Tel13812345678元",  # priced
+    ):
+        assert r.find_pii(miss) == [], miss
+    assert found(r.find_id_card, "110101900307123 号") == ["110101900307123"]  # valid when not glued
+    assert found(r.find_id_card, "身份证:110101900307123abc") == ["110101900307123"]
+
+
 def test_full_width_digits_are_found():
     text = "手机：１３８１２３４５６７８，ｑｑ：１２３４５６７８"
     assert [s.type for s in r.find_pii(text)] == ["cn_mobile", "qq"]
@@ -232,6 +278,8 @@ def test_prefilters_change_no_span_on_the_sample():
         f"卡号 {luhn('622202100112345678')}，{' '.join(re.findall('....', luhn('411111111111111')))}，ip 8.8.4.4 与 2001:4860::8888，"
         "QQ：12345678，微信：abc_12345，wxid_abcdef123，ｑｑ：１２３４５６７８，zhang@example.com，"
         f"订单号 13812345678，{wrong_last(id_card())}，版本 3.11.7.1 "
+        f"电话：13812345678Email，卡号 {luhn('621700001234567890')}ISBN 978-7，a3f13812345678bc，"
+        f"{luhn('621700001234567890')}\n元旦 "
     )
     texts = sample_texts()
     assert len(texts) > 2000

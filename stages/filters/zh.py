@@ -43,6 +43,9 @@ class ZhRulesConfig(StrictModel):
     """Share of non-empty lines ending with one of readmore_suffixes, at most."""
     readmore_suffixes: list[str] = Field(default_factory=lambda: list(zh_rules.READMORE_SUFFIXES))
     """Line endings that mark a "read more" link; compared case-insensitively."""
+    max_ellipsis_lines: float = Field(0.3, ge=0)
+    """Share of non-empty lines ending in an ellipsis (…, ..., 。。), at most: Gopher's 0.3 (Rae et al. 2021), which
+    catches teaser lists of truncated snippets that max_ellipsis_ratio (per character) lets through."""
     max_bullet_lines: float = Field(0.9, ge=0)
     """Share of non-empty lines starting with a bullet (• ● ○ ■ □ ▪ ▫ ※ · ➢ ‣ ▶ ◀ ◦ – -), at most."""
     min_punctuation: float = Field(0.0, ge=0)
@@ -113,6 +116,7 @@ def zh_checks(cfg: ZhRulesConfig) -> list[tuple[str, Callable[[str], str | None]
         ("entropy", lambda t: "zh_entropy" if zh_rules.char_entropy(t) < cfg.min_entropy else None),
         over("digit_ratio", zh_rules.digit_ratio, cfg.max_digit_ratio),
         over("readmore_lines", lambda t: zh_rules.readmore_line_ratio(t, suffixes), cfg.max_readmore_lines),
+        over("ellipsis_lines", zh_rules.ellipsis_line_ratio, cfg.max_ellipsis_lines),
         over("bullet_lines", zh_rules.bullet_line_ratio, cfg.max_bullet_lines),
         over("dup_lines", zh_rules.dup_line_ratio, cfg.max_dup_lines),
         ("top_ngram", top_ngrams),
