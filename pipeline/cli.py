@@ -73,6 +73,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     _common(p)
 
+    p = sub.add_parser("dpo-pairs", help="preference pairs: SFT reference answers chosen, a weak model's rejected")
+    p.add_argument("--from", dest="run_dir", required=True, help="the weak model: a run folder, checkpoint or export")
+    p.add_argument("--input", required=True, help="SFT data: JSONL/JSON/Parquet with `messages` or Alpaca fields")
+    p.add_argument("--output", required=True, help="JSONL pairs {prompt, chosen, rejected, lang}")
+    p.add_argument(
+        "--max-similarity", type=float, default=0.9, help="drop pairs whose answers are this similar (difflib ratio)"
+    )
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    _common(p)
+
     p = sub.add_parser("export", help="export a run as a Hugging Face LlamaForCausalLM folder")
     p.add_argument("--from", dest="run_dir", required=True)
     p.add_argument("--to", dest="hf_dir", required=True)
@@ -180,6 +190,10 @@ def main(argv: list[str] | None = None) -> int:
             if (args.input is None) != (args.output is None):
                 raise ConfigError("generate: --input and --output go together")
             return generate_command(cfg, args.run_dir, args.prompt, args.input, args.output, args.progress)
+        if args.command == "dpo-pairs":
+            from train.cli import dpo_pairs_command
+
+            return dpo_pairs_command(cfg, args.run_dir, args.input, args.output, args.max_similarity, args.progress)
         if args.command == "export":
             from train.cli import export_command
 

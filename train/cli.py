@@ -21,7 +21,7 @@ from train.dpo import run_dpo
 from train.evaluate import load_mc, mc_accuracy, mc_table, text_loss
 from train.export import export
 from train.finetune import FinetuneJob
-from train.generate import Generator, generate_file, generate_text
+from train.generate import Generator, dpo_pairs_file, generate_file, generate_text
 from train.loop import Runtime, TrainingDiverged, pick_device, pick_dtype
 from train.pretrain import VALIDATION_SEED, PretrainJob, evaluate, main_guarded
 from train.runlog import read_log
@@ -258,6 +258,43 @@ def generate_command(
         return 0
     print(f"[{'chat' if chat else 'plain'}, {n} tokens]", file=sys.stderr)
     print(text)
+    return 0
+
+
+def dpo_pairs_command(
+    cfg: Any,
+    run_dir: str | Path,
+    input_path: str | Path,
+    output: str | Path,
+    max_similarity: float = 0.9,
+    progress: bool = True,
+) -> int:
+    """Preference pairs from SFT data: the reference answer chosen, the weak model's (run_dir) answer rejected;
+    (near) equal pairs dropped. Sampling settings are eval.generate's; the chat template is always used."""
+
+    if not 0 < max_similarity <= 1:
+        print(f"error: --max-similarity {max_similarity}: expected a ratio in (0, 1]", file=sys.stderr)
+        return 1
+    try:
+        loaded = load_model(_source(cfg, run_dir))
+        gen = Generator(loaded, cfg.eval.generate, pick_device(cfg.eval.device, 0))
+        counts = dpo_pairs_file(
+            gen,
+            Path(input_path),
+            Path(output),
+            batch_size=cfg.eval.generate.batch_size,
+            max_similarity=max_similarity,
+            progress=progress,
+        )
+    except (SourceError, DataError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(
+        f"{counts['kept']} pairs of {counts['records']} records written to {output}; dropped: "
+        f"{counts['dropped_similar']} with answers at similarity >= {max_similarity}, "
+        f"{counts['dropped_empty']} with an empty weak answer",
+        file=sys.stderr,
+    )
     return 0
 
 

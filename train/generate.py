@@ -4,10 +4,14 @@ turns built with the SFT template; and `generate_file`, which answers a JSONL fi
 
 Left padding: the prompts are right-aligned so every row's next token is at the same column; padding is segment 0 and
 text segment 1 (the model's packed-sequence mask keeps them apart) and positions count from each row's first real
-token, so a row gets the tokens it would get alone."""
+token, so a row gets the tokens it would get alone.
+
+`dpo_pairs_file` builds preference pairs CT-LLM's way: the SFT data's reference answer is chosen, a weak model's
+answer to the same prompt rejected."""
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -18,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from model.model import KVCache
-from train.chat_data import ChatTemplate, DataError, parse_message
+from train.chat_data import ChatTemplate, DataError, parse_message, read_records, to_example
 
 
 def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
@@ -323,3 +327,53 @@ def generate_file(
             os.fsync(f.fileno())
             bar.update(stop - start)
     return done, len(records)
+
+
+def similarity(a: str, b: str) -> float:
+    """difflib's ratio of two answers (whitespace at the ends ignored): 1.0 = equal, 0.0 = nothing in common."""
+    return difflib.SequenceMatcher(None, a.strip(), b.strip(), autojunk=False).ratio()
+
+
+def dpo_pairs_file(
+    gen: Generator,
+    input_path: Path,
+    output: Path,
+    *,
+    batch_size: int,
+    max_similarity: float = 0.9,
+    progress: bool = True,
+) -> dict[str, int]:
+    """CT-LLM's preference pairs: for every SFT record (chat `messages` or Alpaca `instruction`/`output`) the
+    reference answer is `chosen` and the weak model's answer to the same prompt is `rejected`; pairs whose answers
+    are (near) equal (similarity >= max_similarity) or whose rejected answer is empty are dropped. Writes
+    `{prompt, chosen, rejected, lang}` lines (prompt: the user text, or the message list when there is more than one
+    user turn or a system message) atomically, in input order, and returns the counts. Record n samples with
+    seed + n."""
+    examples = [to_example(where, rec) for where, rec in read_records(Path(input_path))]
+    if not examples:
+        raise DataError(f"{input_path}: no records")
+    counts = {"records": len(examples), "kept": 0, "dropped_similar": 0, "dropped_empty": 0}
+    rows = []
+    with tqdm(total=len(examples), disable=not progress, desc="dpo-pairs") as bar:
+        for start in range(0, len(examples), batch_size):
+            batch = examples[start : start + batch_size]
+            prompts = [gen.template.prompt_ids(ex.messages[:-1]) for ex in batch]
+            seeds = [gen.settings.seed + n for n in range(start, start + len(batch))]
+            for ex, (rejected, _) in zip(batch, gen.answer(prompts, [True] * len(batch), seeds)):
+                chosen = ex.messages[-1]["content"]
+                if not rejected.strip():
+                    counts["dropped_empty"] += 1
+                    continue
+                if similarity(chosen, rejected) >= max_similarity:
+                    counts["dropped_similar"] += 1
+                    continue
+                turns = ex.messages[:-1]
+                prompt = turns[0]["content"] if len(turns) == 1 else turns
+                rows.append({"prompt": prompt, "chosen": chosen, "rejected": rejected, "lang": ex.lang})
+            bar.update(len(batch))
+    counts["kept"] = len(rows)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmp = output.with_name(output.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    os.replace(tmp, output)  # atomic: a killed run leaves no half-written pairs file
+    return counts

@@ -14,12 +14,13 @@ import torch
 
 from model.model import KVCache, Transformer
 from model.tokenizer import Tokenizer
-from tests.finetune.helpers import tiny_config, training_lines
-from train.chat_data import DataError
+from tests.finetune.helpers import SAMPLE, tiny_config, training_lines
+from train.chat_data import ChatTemplate, DataError
 from train.checkpoint import save_checkpoint
-from train.cli import generate_command
+from train.cli import dpo_pairs_command, generate_command
 from train.config import EvalSection, GenerateSection, TrainSection
-from train.generate import Generator, apply_repetition_penalty, generate_ids, read_prompts
+from train.dpo import load_pairs
+from train.generate import Generator, apply_repetition_penalty, generate_ids, read_prompts, similarity
 from train.source import load_model
 
 PROMPTS = ["长城", "The Great Wall was", "中国古代的军事防御工程，", "Many centuries ago, people in"]
@@ -200,3 +201,31 @@ def test_generate_file_errors_name_the_line(tmp_path, trained_run, capsys):
     good.write_text(good.read_text(encoding="utf-8").replace("长城", "黄河", 1), encoding="utf-8")
     assert generate_command(cfg, str(trained_run), input_path=good, output=out, progress=False) == 1
     assert "o2.jsonl:1 is not the answer to input line 1" in capsys.readouterr().err
+
+
+def test_dpo_pairs_reference_chosen_weak_rejected(tmp_path, trained_run, loaded, chat_tokenizer_path, capsys):
+    sft = [json.loads(line) for line in (SAMPLE / "sft" / "alpaca_zh.jsonl").read_text(encoding="utf-8").splitlines()]
+    records = sft[:4] + [json.loads(line) for line in (SAMPLE / "sft" / "alpaca_en.jsonl").open(encoding="utf-8")][:2]
+    # a record whose reference answer is what the weak model itself answers (greedy): the pair must be dropped
+    settings = GenerateSection(max_new_tokens=16, temperature=0, chat="on")
+    gen = Generator(loaded, settings)
+    messages = [{"role": "user", "content": "请介绍一下长城。"}]
+    [(weak, _)] = gen.answer([gen.template.prompt_ids(messages)], [True], [0])
+    records.append({"messages": [*messages, {"role": "assistant", "content": weak}]})
+    src = tmp_path / "sft.jsonl"
+    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    cfg = config(tmp_path, max_new_tokens=16, temperature=0, batch_size=4)
+    out = tmp_path / "pairs.jsonl"
+    assert dpo_pairs_command(cfg, str(trained_run), src, out, progress=False) == 0
+    err = capsys.readouterr().err
+    pairs = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert len(pairs) == 6 and "6 pairs of 7 records" in err and "1 with answers at similarity >= 0.9" in err
+    assert all(set(p) == {"prompt", "chosen", "rejected", "lang"} for p in pairs)
+    assert [p["chosen"] for p in pairs] == [r["output"] for r in records[:6]]
+    assert [p["lang"] for p in pairs] == ["zh"] * 4 + ["en"] * 2
+    assert pairs[0]["prompt"] == records[0]["instruction"] + ("\n" + records[0]["input"] if records[0]["input"] else "")
+    assert all(p["rejected"] and similarity(p["rejected"], p["chosen"]) < 0.9 for p in pairs)
+    # the DPO trainer reads the file as it is
+    loaded_pairs, dropped = load_pairs([out], ChatTemplate(loaded.tokenizer), 128, None, "lang", None)
+    assert len(loaded_pairs) == 6 and dropped == 0
+    assert dpo_pairs_command(cfg, str(trained_run), src, out, max_similarity=1.5) == 1
