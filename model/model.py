@@ -45,6 +45,29 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return out.to(x.dtype)
 
 
+class KVCache:
+    """Keys and values of every layer for the tokens seen so far, for generation: each new token then costs one
+    forward step over itself instead of a rerun of the whole context. Preallocated to `max_len` positions.
+
+    `segments` (B, max_len) keeps each cached token's segment id, so left-padded prompts (padding = segment 0, text
+    = segment 1) keep padding out of attention in later steps too."""
+
+    def __init__(self, cfg: ModelConfig, batch: int, max_len: int, device: torch.device, dtype: torch.dtype):
+        shape = (batch, cfg.n_kv_head, max_len, cfg.head_dim)
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layer)]
+        self.segments = torch.zeros(batch, max_len, dtype=torch.long, device=device)
+        self.max_len = max_len
+        self.length = 0  # positions filled; advanced by Transformer.forward after all layers have written
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store this step's k, v (B, kv_heads, T, head_dim) of one layer; return all keys and values so far."""
+        end = self.length + k.shape[2]
+        self.k[layer][:, :, self.length : end] = k
+        self.v[layer][:, :, self.length : end] = v
+        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -55,13 +78,21 @@ class Attention(nn.Module):
         self.o_proj = nn.Linear(cfg.n_head * cfg.head_dim, cfg.d_model, bias=False)
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        layer: int = 0,
     ) -> torch.Tensor:
         B, T, _ = x.shape
         q = self.q_proj(x).view(B, T, self.n_head, self.head_dim).transpose(1, 2)
         k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
         v = self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if cache is not None:  # attend over the cached keys too (the mask then always comes from the caller)
+            k, v = cache.update(layer, k, v)
         gqa = self.n_kv_head != self.n_head
         if mask is None:
             y = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
@@ -90,9 +121,15 @@ class Block(nn.Module):
         self.mlp = MLP(cfg)
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, mask: torch.Tensor | None = None
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        layer: int = 0,
     ) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask)
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, cache, layer)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -131,31 +168,46 @@ class Transformer(nn.Module):
         *,
         position_ids: torch.Tensor | None = None,
         segment_ids: torch.Tensor | None = None,
+        cache: KVCache | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """idx (B, T) token ids -> logits (B, T, vocab) and, given targets (B, T), the mean cross-entropy
         (positions labelled -100 are left out).
 
         For several examples packed into one row: position_ids (B, T) restart RoPE at 0 for each example, and
         segment_ids (B, T) keep attention inside each example (a token sees earlier tokens of its own segment
-        only), so a packed example gets the logits it would get alone."""
+        only), so a packed example gets the logits it would get alone.
+
+        With a KVCache (generation), idx holds only the tokens after the cached ones: their positions start at the
+        cache's length unless position_ids say otherwise (left padding), and they attend to the cached tokens of
+        their own segment as well."""
         T = idx.shape[1]
-        if T > self.cfg.max_seq_len:
-            raise ValueError(f"sequence of {T} tokens is longer than max_seq_len {self.cfg.max_seq_len}")
+        past = cache.length if cache is not None else 0
+        if past + T > self.cfg.max_seq_len:
+            raise ValueError(f"sequence of {past + T} tokens is longer than max_seq_len {self.cfg.max_seq_len}")
+        if cache is not None and past + T > cache.max_len:
+            raise ValueError(f"{past + T} tokens do not fit the KV cache of {cache.max_len}")
         if position_ids is None:
-            cos, sin = self.rope_cos[:T], self.rope_sin[:T]
+            cos, sin = self.rope_cos[past : past + T], self.rope_sin[past : past + T]
         else:  # (B, 1, T, head_dim / 2): one table row per token, broadcast over heads
             cos, sin = self.rope_cos[position_ids].unsqueeze(1), self.rope_sin[position_ids].unsqueeze(1)
         mask = None
-        if segment_ids is not None:
+        if cache is not None:  # (B, 1, T, past + T): query i sees keys up to past + i of its own segment
+            segments = segment_ids if segment_ids is not None else torch.ones_like(idx)
+            cache.segments[:, past : past + T] = segments
+            causal = torch.ones(T, past + T, dtype=torch.bool, device=idx.device).tril(diagonal=past)
+            mask = ((segments[:, :, None] == cache.segments[:, None, : past + T]) & causal).unsqueeze(1)
+        elif segment_ids is not None:
             causal = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
             mask = (segment_ids[:, :, None] == segment_ids[:, None, :]) & causal  # (B, T, T)
             mask = mask.unsqueeze(1)  # broadcast over heads
         x = self.embed_tokens(idx)
-        for block in self.layers:
+        for i, block in enumerate(self.layers):
             if self.activation_checkpointing and self.training:
                 x = checkpoint(block, x, cos, sin, mask, use_reentrant=False)
             else:
-                x = block(x, cos, sin, mask)
+                x = block(x, cos, sin, mask, cache, i)
+        if cache is not None:
+            cache.length += T
         logits = self.lm_head(self.norm(x))
         loss = None
         if targets is not None:

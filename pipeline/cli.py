@@ -64,9 +64,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--from", dest="run_dir", required=True)
     _common(p)
 
-    p = sub.add_parser("generate", help="sample text from a run or export")
+    p = sub.add_parser("generate", help="sample text from a run or export: one prompt, or a JSONL file of them")
     p.add_argument("--from", dest="run_dir", required=True)
-    p.add_argument("--prompt", required=True)
+    what = p.add_mutually_exclusive_group(required=True)
+    what.add_argument("--prompt", help="one prompt; the answer goes to stdout")
+    what.add_argument("--input", help="JSONL, one object a line with `prompt` or `messages`")
+    p.add_argument("--output", help="with --input: JSONL answers, one a line in input order; a rerun resumes")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    _common(p)
+
+    p = sub.add_parser("dpo-pairs", help="preference pairs: SFT reference answers chosen, a weak model's rejected")
+    p.add_argument("--from", dest="run_dir", required=True, help="the weak model: a run folder, checkpoint or export")
+    p.add_argument("--input", required=True, help="SFT data: JSONL/JSON/Parquet with `messages` or Alpaca fields")
+    p.add_argument("--output", required=True, help="JSONL pairs {prompt, chosen, rejected, lang}")
+    p.add_argument(
+        "--max-similarity", type=float, default=0.9, help="drop pairs whose answers are this similar (difflib ratio)"
+    )
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     _common(p)
 
     p = sub.add_parser("export", help="export a run as a Hugging Face LlamaForCausalLM folder")
@@ -173,7 +187,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "generate":
             from train.cli import generate_command
 
-            return generate_command(cfg, args.run_dir, args.prompt)
+            if (args.input is None) != (args.output is None):
+                raise ConfigError("generate: --input and --output go together")
+            return generate_command(cfg, args.run_dir, args.prompt, args.input, args.output, args.progress)
+        if args.command == "dpo-pairs":
+            from train.cli import dpo_pairs_command
+
+            return dpo_pairs_command(cfg, args.run_dir, args.input, args.output, args.max_similarity, args.progress)
         if args.command == "export":
             from train.cli import export_command
 

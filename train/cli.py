@@ -22,7 +22,7 @@ from train.dpo import run_dpo
 from train.evaluate import load_mc, mc_accuracy, mc_table, text_loss
 from train.export import export
 from train.finetune import FinetuneJob
-from train.generate import generate_text
+from train.generate import Generator, dpo_pairs_file, generate_file, generate_text
 from train.loop import Runtime, TrainingDiverged, pick_device, pick_dtype
 from train.pretrain import VALIDATION_SEED, PretrainJob, evaluate, main_guarded
 from train.runlog import read_log
@@ -223,17 +223,79 @@ def eval_command(cfg: Any, run_dir: str | Path) -> int:
     return 0
 
 
-def generate_command(cfg: Any, run_dir: str | Path, prompt: str) -> int:
-    """Sample a continuation (or a chat answer, for SFT/DPO runs or eval.generate.chat = "on") and print it."""
+def generate_command(
+    cfg: Any,
+    run_dir: str | Path,
+    prompt: str | None = None,
+    input_path: str | Path | None = None,
+    output: str | Path | None = None,
+    progress: bool = True,
+) -> int:
+    """Sample a continuation (or a chat answer, for SFT/DPO runs or eval.generate.chat = "on") of one prompt and
+    print it; or, with input_path and output, answer every line of a JSONL file into another (resuming a partial
+    output)."""
 
+    if (prompt is None) == (input_path is None) or (input_path is None) != (output is None):
+        raise ValueError("generate takes either a prompt, or an input file and an output file")
     try:
         loaded = load_model(_source(cfg, run_dir))
-        text, chat, n = generate_text(loaded, prompt, cfg.eval.generate, pick_device(cfg.eval.device, 0))
-    except (SourceError, DataError) as e:
+        device = pick_device(cfg.eval.device, 0)
+        if prompt is not None:
+            text, chat, n = generate_text(loaded, prompt, cfg.eval.generate, device)
+        else:
+            gen = Generator(loaded, cfg.eval.generate, device)
+            t0 = time.time()
+            done, total = generate_file(
+                gen, Path(input_path), Path(output), batch_size=cfg.eval.generate.batch_size, progress=progress
+            )
+    except (SourceError, DataError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    if prompt is None:
+        resumed = f" (resumed after {done} done)" if done else ""
+        print(
+            f"{total - done} of {total} prompts answered in {time.time() - t0:.1f}s{resumed}: {output}", file=sys.stderr
+        )
+        return 0
     print(f"[{'chat' if chat else 'plain'}, {n} tokens]", file=sys.stderr)
     print(text)
+    return 0
+
+
+def dpo_pairs_command(
+    cfg: Any,
+    run_dir: str | Path,
+    input_path: str | Path,
+    output: str | Path,
+    max_similarity: float = 0.9,
+    progress: bool = True,
+) -> int:
+    """Preference pairs from SFT data: the reference answer chosen, the weak model's (run_dir) answer rejected;
+    (near) equal pairs dropped. Sampling settings are eval.generate's; the chat template is always used."""
+
+    if not 0 < max_similarity <= 1:
+        print(f"error: --max-similarity {max_similarity}: expected a ratio in (0, 1]", file=sys.stderr)
+        return 1
+    try:
+        loaded = load_model(_source(cfg, run_dir))
+        gen = Generator(loaded, cfg.eval.generate, pick_device(cfg.eval.device, 0))
+        counts = dpo_pairs_file(
+            gen,
+            Path(input_path),
+            Path(output),
+            batch_size=cfg.eval.generate.batch_size,
+            max_similarity=max_similarity,
+            progress=progress,
+        )
+    except (SourceError, DataError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    print(
+        f"{counts['kept']} pairs of {counts['records']} records written to {output}; dropped: "
+        f"{counts['dropped_similar']} with answers at similarity >= {max_similarity}, "
+        f"{counts['dropped_empty']} with an empty weak answer",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -312,7 +312,16 @@ class GenerateSection(BaseModel):
     chat: Literal["auto", "on", "off"] = "auto"
     """on: wrap the prompt in the SFT chat template; off: continue the text as is; auto: on for SFT/DPO runs."""
     seed: int = Field(default=0, ge=0)
-    """Sampling seed."""
+    """Sampling seed (with --input, line n of the file samples with seed + n, so batching and resuming do not
+    change the answers)."""
+    repetition_penalty: float = Field(default=1.0, gt=0)
+    """CTRL's penalty on tokens already in the context: above 1 makes repeats less likely; 1 = off."""
+    stop: list[str] = Field(default_factory=list)
+    """Stop strings: generation ends at the first of them, which is cut from the answer."""
+    batch_size: PositiveInt = 8
+    """Prompts generated together (left-padded) by `pipeline generate --input`."""
+    cache: bool = True
+    """Use the KV cache (each new token costs one step instead of a rerun of the context)."""
 
 
 class EvalSection(BaseModel):
