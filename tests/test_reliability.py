@@ -390,13 +390,10 @@ def test_resume_after_kill_during_the_id_check_gives_the_clean_run(tmp_path, zh_
     assert verify(cfg, quiet=True) == []
 
 
-# --- issue 18 item 8: two runs of one stage at once ------------------------------------------------------------------
-
-
-@pytest.mark.slow
-def test_a_second_run_of_a_running_stage_is_refused_and_a_dead_runs_lock_is_taken_over(tmp_path, zh_docs):
-    """While `pipeline run ingest` works (a task blocked on a FIFO), a second one exits 2 naming the first's host and
-    pid instead of racing it; once the first is killed, its lock is taken over and the rerun finishes the stage."""
+def start_ingest_blocked_on_a_fifo(tmp_path, zh_docs):
+    """`pipeline run ingest` (2 tasks, 1 worker) in its own process session over two files: part-0 with 10 documents,
+    and part-1, a FIFO nobody writes to, so task 1 blocks in it until the process is killed. Returns the source
+    folder, the run folder, the config path and the process."""
     src = tmp_path / "src"
     src.mkdir()
     write_jsonl(src / "part-0.jsonl", [{"text": d} for d in zh_docs[:10]])
@@ -410,6 +407,23 @@ def test_a_second_run_of_a_running_stage_is_refused_and_a_dead_runs_lock_is_take
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+    return src, run_dir, cfg_path, first
+
+
+def unblock(src, zh_docs):
+    """Replace the FIFO of `start_ingest_blocked_on_a_fifo` by a real file of 10 more documents."""
+    os.remove(src / "part-1.jsonl")
+    write_jsonl(src / "part-1.jsonl", [{"text": d} for d in zh_docs[10:20]])
+
+
+# --- issue 18 item 8: two runs of one stage at once ------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_a_second_run_of_a_running_stage_is_refused_and_a_dead_runs_lock_is_taken_over(tmp_path, zh_docs):
+    """While `pipeline run ingest` works (a task blocked on a FIFO), a second one exits 2 naming the first's host and
+    pid instead of racing it; once the first is killed, its lock is taken over and the rerun finishes the stage."""
+    src, run_dir, cfg_path, first = start_ingest_blocked_on_a_fifo(tmp_path, zh_docs)
     lock = run_dir / "out" / "ingest" / runner.LOCK_NAME
     completions = run_dir / "out" / "ingest" / "logs" / "main" / "completions"
     deadline = time.time() + 120
@@ -426,8 +440,7 @@ def test_a_second_run_of_a_running_stage_is_refused_and_a_dead_runs_lock_is_take
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
     assert f"pid {first.pid} " in lock.read_text()  # the dead run's lock file is still there
-    os.remove(src / "part-1.jsonl")
-    write_jsonl(src / "part-1.jsonl", [{"text": d} for d in zh_docs[10:20]])
+    unblock(src, zh_docs)
     cfg = load_config(cfg_path)
     stats = runner.run_stage(cfg, "ingest")
     assert stats["kept"] == 20
@@ -443,27 +456,14 @@ def test_a_setting_changed_after_a_killed_run_is_refused_naming_the_key(tmp_path
     """Kill ingest mid-way, change a setting that decides its output: the rerun refuses (exit 2) naming the key and
     both values instead of finishing the other tasks under the new setting; status says so; the old setting (or a
     changed non-output setting) resumes; --force redoes the stage under the new one."""
-    src = tmp_path / "src"
-    src.mkdir()
-    write_jsonl(src / "part-0.jsonl", [{"text": d} for d in zh_docs[:10]])
-    os.mkfifo(src / "part-1.jsonl")
-    run_dir = tmp_path / "run"
-    run_dir.mkdir()
-    cfg_path = write_config(run_dir, source("s", str(src), "jsonl"), tasks=2, workers=1)
-    first = subprocess.Popen(
-        [sys.executable, "-m", "pipeline", "run", "ingest", "--config", str(cfg_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    src, run_dir, cfg_path, first = start_ingest_blocked_on_a_fifo(tmp_path, zh_docs)
     tasks = run_dir / "out" / "ingest" / "tasks"
     deadline = time.time() + 120
     while time.time() < deadline and not list(tasks.glob("*.json")):
         time.sleep(0.05)
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
-    os.remove(src / "part-1.jsonl")
-    write_jsonl(src / "part-1.jsonl", [{"text": d} for d in zh_docs[10:20]])
+    unblock(src, zh_docs)
 
     changed = ("--set", "stages.ingest.unicode_form=none")
     r = pipeline_cli("run", "ingest", "--config", str(cfg_path), *changed)
