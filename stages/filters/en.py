@@ -163,14 +163,6 @@ def english_filters(cfg: EnglishConfig) -> list[EnglishOnly]:
         inner = C4QualityFilter(**c.model_dump(exclude={"enabled"}), language="en")
         steps.append(EnglishOnly(inner, "en_c4_"))
     if (c := cfg.fineweb_quality).enabled:
-        inner = FineWebQualityFilter(
-            line_punct_thr=c.line_punct_thr,
-            line_punct_exclude_zero=c.line_punct_exclude_zero,
-            short_line_thr=c.short_line_thr,
-            short_line_length=c.short_line_length,
-            char_duplicates_ratio=c.char_duplicates_ratio,
-            new_line_ratio=c.new_line_ratio,
-            language="en",
-        )
+        inner = FineWebQualityFilter(**c.model_dump(exclude={"enabled"}), language="en")
         steps.append(EnglishOnly(inner, "en_fineweb_"))
     return steps
