@@ -7,6 +7,7 @@ Runs every enabled stage of ./pipeline.toml (`pipeline run all`), checks that no
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 
@@ -84,8 +85,6 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"token shards (train+valid tokens) in {stage_dir(cfg, 'tokenize')}: {sets}")
     if trained is not None:
-        import json
-
         rows = read_log(trained)
         val = [r for r in rows if r.get("val_loss") is not None]
         run = json.loads((trained / "run.json").read_text()) if (trained / "run.json").exists() else {}

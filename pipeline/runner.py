@@ -34,7 +34,8 @@ from pathlib import Path
 from pipeline.config import STAGE_ORDER, Config
 from pipeline.executors import ExecutorError, connect_ray, make_executor, slurm_jobs_in_queue
 from pipeline.progress import ProgressLine, ProgressMark, add_progress_mark
-from stages.base import Phase
+from stages.base import Phase, StageContext
+from stages.io import atomic_write_json, write_schema
 
 # The module of each stage of STAGE_ORDER; it provides the stage's `build` (see docs/architecture.md).
 STAGE_MODULES = {
@@ -230,7 +231,6 @@ def stage_state(cfg: Config, stage: str) -> StageState:
 
 def finalize_stage(cfg: Config, stage: str, wall_seconds: float | None = None) -> dict | None:
     """Merge `tasks/*.json` into `stats.json` once every task has finished. Returns the stats, or None."""
-    from stages.io import atomic_write_json
 
     d = stage_dir(cfg, stage)
     run = _read_json(d / "run.json")
@@ -423,8 +423,6 @@ def run_stage(
 def _run_stage_locked(
     cfg: Config, stage: str, force: bool = False, pending: dict[str, str] | None = None, wait: bool = False
 ) -> dict | None:
-    from stages.base import StageContext
-    from stages.io import atomic_write_json, write_schema
 
     pending = {} if pending is None else pending
     d = stage_dir(cfg, stage)
@@ -597,7 +595,6 @@ def _submit_to_slurm(
 ) -> dict | None:
     """Submit each phase as a job array that starts after the previous phase (and the upstream stages) succeeded.
     Only the tasks without a completion marker are submitted, so a rerun resubmits just the failed ones."""
-    from stages.io import atomic_write_json
 
     d = stage_dir(cfg, stage)
     depends = ":".join(after) or None
