@@ -77,8 +77,8 @@ def make_config(corpus: Path, workdir: Path) -> Path:
     text = "\n".join(kept).replace('"data/sample/', f'"{REPO}/data/sample/')
     sources = (corpus / "sources.toml").read_text(encoding="utf-8")
     sources = re.sub(r'^path = "([^"]+)"', lambda m: f'path = "{corpus.resolve() / m.group(1)}"', sources, flags=re.M)
-    first_stage = text.index("[stages.ingest]")
-    text = text[:first_stage] + sources + text[first_stage:]
+    # At the end: the trimmed pipeline.toml names only the tables it sets, and an array of tables may follow any table.
+    text = text.rstrip("\n") + "\n\n" + sources
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = workdir / "pipeline.toml"
     cfg.write_text(text, encoding="utf-8")
