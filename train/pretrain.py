@@ -164,7 +164,7 @@ def start_model(
         model, tok = loaded.model, loaded.tokenizer
         origin = {
             "init_from": str(job.init_from),
-            "checkpoint": loaded.info.get("checkpoint") or loaded.info.get("export"),
+            "checkpoint": loaded.info.get("export") or loaded.info.get("checkpoint"),
             "step": loaded.info.get("step"),
             "mode": loaded.info.get("mode"),
             "tokenizer": str(tok.path),
