@@ -283,7 +283,8 @@ def pretrain(job: PretrainJob, *, stop_after_step: int | None = None) -> dict[st
         model=model,
         raw=raw,
         optimizer=optimizer,
-        clip_params=optim_params,
+        # after fully_shard the parameters are new (DTensor) objects: read them from the wrapped module
+        clip_params=optim_params if t.embedding_only_steps else [p for p in raw.parameters() if p.requires_grad],
         batches=loader,
         forward_backward=forward_backward,
         describe={
