@@ -1,6 +1,8 @@
 """Where a model comes from: a run folder (its latest checkpoint), a checkpoint file, or a Hugging Face Llama folder
 written by `pipeline export`. `load_model` reads any of them into a `Loaded` (model, tokenizer, training length and
-what the checkpoint says about itself); fine-tuning, evaluation, generation and export all start here."""
+what the checkpoint says about itself); fine-tuning, continued pretraining, evaluation, generation and export all
+start here. `grow_to_tokenizer` and `add_lora` prepare a start model the same way for SFT and continued pretraining.
+Hugging Face folders load from `model.safetensors` or from the shards `model.safetensors.index.json` lists."""
 
 from __future__ import annotations
 
