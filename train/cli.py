@@ -54,14 +54,19 @@ def resolve_data_dirs(cfg: Any, entries: list[str]) -> list[Path]:
 
 
 def pretrain_job(cfg: Any) -> PretrainJob:
+    """The pretraining run the config describes. With init_from and no tokenizer, the start model's tokenizer."""
     t = cfg.train.pretrain
-    tokenizer = Path(cfg.path(t.tokenizer)) if t.tokenizer else _workdir(cfg) / "tokenizer" / "tokenizer.model"
+    if t.tokenizer:
+        tokenizer = Path(cfg.path(t.tokenizer))
+    else:
+        tokenizer = None if t.init_from else _workdir(cfg) / "tokenizer" / "tokenizer.model"
     return PretrainJob(
         out_dir=_run_dir(cfg, t.out),
         tokenizer=tokenizer,
         data=resolve_data_dirs(cfg, t.data),
         model=cfg.model,
         train=t,
+        init_from=Path(cfg.path(t.init_from)) if t.init_from else None,
     )
 
 

@@ -112,6 +112,25 @@ class _LoopSection(_RunSection):
         return self
 
 
+class LoraSection(BaseModel):
+    """`[train.pretrain.lora]`, `[train.sft.lora]`, `[train.dpo.lora]`: low-rank adapters instead of full training."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, strict=True)
+
+    enabled: bool = False
+    """Train LoRA adapters on a frozen model (merged into the weights on export)."""
+    rank: PositiveInt = 8
+    """Adapter rank r (Chinese-LLaMA-Alpaca: 8)."""
+    alpha: PositiveFloat = 32.0
+    """Scale numerator: the update is (alpha / rank) * B @ A (Chinese-LLaMA-Alpaca: 32)."""
+    dropout: float = Field(default=0.05, ge=0, lt=1)
+    """Dropout on the adapter input (Chinese-LLaMA-Alpaca: 0.05)."""
+    targets: list[Literal["q", "k", "v", "o", "gate", "up", "down"]] = ["q", "k", "v", "o", "gate", "up", "down"]
+    """Projections that get adapters."""
+    train_embeddings: bool = False
+    """Also train the embeddings and output layer in full (Chinese-LLaMA's stage 2 after growing the vocabulary)."""
+
+
 class PretrainSection(_LoopSection):
     """`[train.pretrain]`: next-token pretraining on the Megatron token shards of the tokenize stage."""
 
@@ -124,9 +143,23 @@ class PretrainSection(_LoopSection):
     weights: dict[str, float] = {}
     """Mixture weight per dataset folder name, replacing the `weight` in its meta.json."""
     tokenizer: str | None = None
-    """SentencePiece model the shards were written with; None = <run.workdir>/tokenizer/tokenizer.model."""
+    """SentencePiece model the shards were written with; None = <run.workdir>/tokenizer/tokenizer.model, or with
+    init_from the start model's tokenizer. With init_from, a tokenizer merged (`pipeline tokenizer merge`) onto the
+    start model's grows its embeddings and output layer (new rows = mean of old rows)."""
+    init_from: str | None = None
+    """Continued pretraining: a run folder (its latest checkpoint), a checkpoint file, or a Hugging Face Llama folder
+    (single-file or sharded safetensors, with tokenizer.model), relative to the config file. The run starts at step 0
+    from those weights; [model] is not used (the architecture is the start model's). A run folder that already holds
+    a checkpoint resumes from it instead. None = a new model from [model]."""
+    embedding_only_steps: int = Field(default=0, ge=0)
+    """With init_from: train only the embeddings and output layer for this many first steps (Chinese-LLaMA's
+    stage 1 after vocabulary growth)."""
+    lora: LoraSection = Field(default_factory=LoraSection)
+    """With init_from: LoRA adapters on the blocks (Chinese-LLaMA's stage 2: with train_embeddings = true the
+    embeddings and output layer train in full); merged into the weights on export."""
     seq_len: PositiveInt | None = None
-    """Tokens per training sequence (each sample is seq_len + 1 tokens); None = the model's max_seq_len."""
+    """Tokens per training sequence (each sample is seq_len + 1 tokens); None = the model's max_seq_len (with
+    init_from: the length the start model was trained with)."""
     lr: PositiveFloat = 2e-4
     """Peak learning rate (CT-LLM: 2e-4)."""
     min_lr: float = Field(default=2e-5, ge=0)
@@ -158,24 +191,14 @@ class PretrainSection(_LoopSection):
                 raise ValueError(f"weight of {name!r} is negative: {w}")
         return self
 
-
-class LoraSection(BaseModel):
-    """`[train.sft.lora]`, `[train.dpo.lora]`: low-rank adapters instead of full fine-tuning."""
-
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, strict=True)
-
-    enabled: bool = False
-    """Train LoRA adapters on a frozen model (merged into the weights on export)."""
-    rank: PositiveInt = 8
-    """Adapter rank r (Chinese-LLaMA-Alpaca: 8)."""
-    alpha: PositiveFloat = 32.0
-    """Scale numerator: the update is (alpha / rank) * B @ A (Chinese-LLaMA-Alpaca: 32)."""
-    dropout: float = Field(default=0.05, ge=0, lt=1)
-    """Dropout on the adapter input (Chinese-LLaMA-Alpaca: 0.05)."""
-    targets: list[Literal["q", "k", "v", "o", "gate", "up", "down"]] = ["q", "k", "v", "o", "gate", "up", "down"]
-    """Projections that get adapters."""
-    train_embeddings: bool = False
-    """Also train the embeddings and output layer in full (Chinese-LLaMA's stage 2 after growing the vocabulary)."""
+    @model_validator(mode="after")
+    def _continued_pretraining(self) -> PretrainSection:
+        if self.init_from is None and (self.embedding_only_steps or self.lora.enabled):
+            raise ValueError("embedding_only_steps and lora.enabled need init_from (a model to continue from)")
+        if self.fsdp and (self.embedding_only_steps or self.lora.enabled):
+            # FSDP2 shards a block's parameters together; switching which of them train mid-run is not tried here
+            raise ValueError("fsdp = true is not supported with embedding_only_steps or lora.enabled; use DDP")
+        return self
 
 
 class _FinetuneSection(_LoopSection):

@@ -194,15 +194,23 @@ class TokenDataset:
 
 
 def check_datasets(
-    datasets: Sequence[TokenDataset], *, tokenizer_sha256: str, vocab_size: int, model_vocab: int
+    datasets: Sequence[TokenDataset],
+    *,
+    tokenizer_sha256: str,
+    vocab_size: int,
+    model_vocab: int,
+    tokenizer_path: str | Path | None = None,
 ) -> None:
-    """Refuse shards that do not belong to this tokenizer/model, naming the file at fault."""
+    """Refuse shards that do not belong to this tokenizer/model, naming the file at fault (and the tokenizer in use,
+    `tokenizer_path`, when given)."""
     for ds in datasets:
         meta_path = ds.dir / "meta.json"
         if ds.meta.tokenizer_sha256 != tokenizer_sha256:
+            used = f"{tokenizer_path}, " if tokenizer_path else ""
             raise ShardsError(
                 f"{meta_path}: shards were written with tokenizer sha256 {ds.meta.tokenizer_sha256[:16]}... "
-                f"({ds.meta.tokenizer}) but training uses sha256 {tokenizer_sha256[:16]}...; retokenize or point "
+                f"({ds.meta.tokenizer}, {ds.meta.vocab_size} pieces) but training uses sha256 "
+                f"{tokenizer_sha256[:16]}... ({used}{vocab_size} pieces); retokenize (tokens.tokenizer) or point "
                 "train.pretrain.tokenizer at the tokenizer the shards were made with"
             )
         if ds.meta.vocab_size != vocab_size:

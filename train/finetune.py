@@ -14,15 +14,12 @@ from typing import Any
 
 import torch
 
-from model.config import pad_vocab
-from model.grow import check_extends, grow_vocab
-from model.lora import LoraSpec, apply_lora, trainable_parameters
+from model.lora import trainable_parameters
 from model.model import Transformer
 from model.tokenizer import Tokenizer
 from train.checkpoint import load_latest_readable
-from train.config import LoraSection
 from train.loop import ForwardBackward, Runtime, Trainer, build_optimizer, embedding_only_phase, setup_runtime
-from train.source import SourceError, load_model, model_from_state
+from train.source import SourceError, add_lora, grow_to_tokenizer, load_model, model_from_state
 
 # ---------------------------------------------------------------------------------------------------------------
 # a fine-tuning run
@@ -126,35 +123,6 @@ def start_or_resume(job: FinetuneJob, say: Callable[[str], None]) -> Start:
             f"train.{job.mode}.seq_len {seq_len} is above the model's max_seq_len {model.cfg.max_seq_len}"
         )
     return Start(model, tok, seq_len, origin, lora=spec.to_dict() if spec else None)
-
-
-def grow_to_tokenizer(
-    model: Transformer, tok: Tokenizer, new_tok: Tokenizer, say: Callable[[str], None]
-) -> tuple[Transformer, Tokenizer]:
-    """The model with its embedding and output rows grown to `new_tok`, which must extend `tok` (its pieces first,
-    same ids): old rows untouched, new rows the mean of the old ones."""
-    old_pieces = [tok.sp.id_to_piece(i) for i in range(tok.vocab_size)]
-    new_pieces = [new_tok.sp.id_to_piece(i) for i in range(new_tok.vocab_size)]
-    check_extends(old_pieces, new_pieces, str(tok.path), str(new_tok.path))
-    multiple = 1
-    if model.cfg.vocab_size != tok.vocab_size:  # padded rows: pad the grown table to a like multiple
-        multiple = max(m for m in (1, 8, 16, 32, 64, 128) if model.cfg.vocab_size % m == 0)
-    rows = max(pad_vocab(new_tok.vocab_size, multiple), model.cfg.vocab_size)
-    # also when the new pieces fit in the old padding rows: those rows are re-initialised to the mean
-    model = grow_vocab(model, rows, old_tokens=tok.vocab_size)
-    say(f"vocabulary grown from {tok.vocab_size:,} to {new_tok.vocab_size:,} pieces ({rows:,} rows)")
-    return model, new_tok
-
-
-def add_lora(model: Transformer, section: LoraSection, say: Callable[[str], None]) -> LoraSpec:
-    """LoRA adapters on the model as `[train.<mode>.lora]` says (the rest frozen)."""
-    spec = LoraSpec(section.rank, section.alpha, section.dropout, tuple(section.targets), section.train_embeddings)
-    apply_lora(model, spec)
-    say(
-        f"LoRA r={spec.rank} alpha={spec.alpha:g} on {', '.join(spec.targets)}: "
-        f"{trainable_parameters(model):,} trainable parameters"
-    )
-    return spec
 
 
 def finetune_runtime(job: FinetuneJob) -> Runtime:

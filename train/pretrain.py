@@ -1,10 +1,15 @@
 """Pretraining: the token shards, the model (DDP, or FSDP2 with `fsdp = true`, under torchrun), validation and
-the run folder, plugged into the shared loop (train/loop.py) as a batch source and a forward/backward step."""
+the run folder, plugged into the shared loop (train/loop.py) as a batch source and a forward/backward step.
+
+The model is new (from `[model]`), resumed from the run folder's latest checkpoint, or, for continued pretraining
+(`init_from`, Chinese-LLaMA-Alpaca's recipe), loaded from a run folder, checkpoint or Hugging Face folder, grown to a
+merged tokenizer and given LoRA adapters by the same helpers fine-tuning uses (train/source.py)."""
 
 from __future__ import annotations
 
 import math
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +19,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from model.config import ModelConfig, flops_per_token, from_preset, num_params, pad_vocab
+from model.lora import trainable_parameters
 from model.model import Transformer
 from model.tokenizer import Tokenizer
 from train.checkpoint import ResumeError, load_latest_readable
@@ -26,9 +32,11 @@ from train.loop import (
     TrainingDiverged,
     all_reduce_sum,
     build_optimizer,
+    embedding_only_phase,
     micro_batch_sync,
     setup_runtime,
 )
+from train.source import SourceError, add_lora, grow_to_tokenizer, load_model, lora_spec, model_from_state
 from train.speed import mfu, peak_flops
 
 VALIDATION_SEED = 0  # the validation set is the same sample whatever the training seed
@@ -40,10 +48,11 @@ class PretrainJob:
     spawned processes receive (it pickles)."""
 
     out_dir: Path
-    tokenizer: Path
+    tokenizer: Path | None  # None: the init_from model's own tokenizer (a new model needs one)
     data: list[Path]
     model: ModelSection = field(default_factory=ModelSection)
     train: PretrainSection = field(default_factory=PretrainSection)
+    init_from: Path | None = None  # continued pretraining: the start model (see PretrainSection.init_from)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -99,6 +108,89 @@ def build_model_config(section: ModelSection, vocab_size: int) -> ModelConfig:
     return from_preset(section.preset, pad_vocab(vocab_size, section.vocab_multiple), **section.overrides())
 
 
+@dataclass
+class ModelStart:
+    """The model a pretraining run trains (on the CPU, unsharded), before the optimizer is built."""
+
+    model: Transformer
+    tokenizer: Tokenizer
+    seq_len: int
+    origin: dict[str, Any] | None = None  # continued pretraining: where it started (kept in every checkpoint)
+    lora: dict[str, Any] | None = None  # LoraSpec.to_dict() when the model carries adapters
+
+
+def _checked_tokenizer(path: Path | str, sha256: str, ckpt: Path) -> Tokenizer:
+    if not Path(path).is_file():
+        raise ResumeError(f"{ckpt}: its tokenizer {path} is missing")
+    tok = Tokenizer(path)
+    if tok.sha256 != sha256:
+        raise ResumeError(f"{path} changed since {ckpt} was written (sha256 differs)")
+    return tok
+
+
+def _refuse_other_tokenizer(ckpt: Path, made_with: dict[str, Any], job_tokenizer: Path, sha256: str) -> None:
+    # the vocabulary size alone would let a retrained tokenizer of the same size through: the ids would mean other
+    # pieces and the resumed model would silently learn a new mapping on top of the old one
+    if made_with["sha256"] != sha256:
+        raise ResumeError(
+            f"{ckpt} was made with tokenizer {made_with['path']} (sha256 {made_with['sha256'][:16]}...), "
+            f"but this run uses {job_tokenizer} (sha256 {sha256[:16]}...); use a new run folder, or the "
+            "tokenizer the run started with"
+        )
+
+
+def start_model(
+    job: PretrainJob, ckpt: Path | None, state: dict[str, Any] | None, say: Callable[[str], None]
+) -> ModelStart:
+    """Resume the run folder's checkpoint (`ckpt`, `state`) if there is one; else load and prepare `init_from`;
+    else build a new model from [model] with the seed."""
+    t = job.train
+    if state is not None and job.init_from is not None:
+        say(f"{job.out_dir} holds {ckpt}: resuming it; train.pretrain.init_from ({job.init_from}) is not used")
+    if state is not None and state.get("origin") is not None:  # a continued-pretraining run resumes
+        tok = _checked_tokenizer(state["tokenizer"]["path"], state["tokenizer"]["sha256"], ckpt)
+        if job.tokenizer is not None:
+            _refuse_other_tokenizer(ckpt, state["tokenizer"], job.tokenizer, Tokenizer(job.tokenizer).sha256)
+        wanted = lora_spec(t.lora).to_dict() if t.lora.enabled else None
+        if (state.get("lora") or None) != wanted:
+            raise ResumeError(
+                f"{ckpt} was trained with LoRA {state.get('lora')}, but train.pretrain.lora now asks for {wanted}; "
+                "use a new run folder (with init_from set to this one) to change the adapters"
+            )
+        model = model_from_state(state, merge=False)
+        return ModelStart(model, tok, t.seq_len or int(state["seq_len"]), state["origin"], state.get("lora"))
+    if state is None and job.init_from is not None:
+        loaded = load_model(job.init_from, merge=True)
+        model, tok = loaded.model, loaded.tokenizer
+        origin = {
+            "init_from": str(job.init_from),
+            "checkpoint": loaded.info.get("export") or loaded.info.get("checkpoint"),
+            "step": loaded.info.get("step"),
+            "mode": loaded.info.get("mode"),
+            "tokenizer": str(tok.path),
+            "vocab_size": tok.vocab_size,
+        }
+        say(f"continued pretraining from {origin['checkpoint']} ({model.num_params() / 1e6:.2f}M parameters)")
+        if job.tokenizer is not None and Tokenizer(job.tokenizer).sha256 != tok.sha256:
+            origin["grown_from"] = {"tokenizer": str(tok.path), "vocab_size": tok.vocab_size}
+            model, tok = grow_to_tokenizer(model, tok, Tokenizer(job.tokenizer), say)
+        torch.manual_seed(t.seed)  # the adapters' initial A matrices
+        spec = add_lora(model, t.lora, say) if t.lora.enabled else None
+        return ModelStart(model, tok, t.seq_len or loaded.seq_len, origin, spec.to_dict() if spec else None)
+    if job.tokenizer is None:
+        raise ShardsError("train.pretrain.tokenizer is needed for a new model (or set train.pretrain.init_from)")
+    tok = Tokenizer(job.tokenizer)
+    model_cfg = build_model_config(job.model, tok.vocab_size)
+    torch.manual_seed(t.seed)
+    model = Transformer(model_cfg)
+    if state is not None:
+        if state["model_config"] != model_cfg.to_dict():
+            raise ResumeError(f"{ckpt} holds a different model ({state['model_config']}); use a new run folder")
+        _refuse_other_tokenizer(ckpt, state["tokenizer"], job.tokenizer, tok.sha256)
+        model.load_state_dict(state["model"])
+    return ModelStart(model, tok, t.seq_len or model_cfg.max_seq_len)
+
+
 def pretrain(job: PretrainJob, *, stop_after_step: int | None = None) -> dict[str, Any]:
     """Run (or resume) pretraining. `stop_after_step` saves a checkpoint after that step and returns, as a preempted
     job would; the next call resumes from it."""
@@ -107,10 +199,11 @@ def pretrain(job: PretrainJob, *, stop_after_step: int | None = None) -> dict[st
     d, device = rt.dist, rt.device
     out = Path(job.out_dir)
 
-    # --- tokenizer and shards: every guard runs before step 1
-    tok = Tokenizer(job.tokenizer)
-    model_cfg = build_model_config(job.model, tok.vocab_size)
-    seq_len = t.seq_len or model_cfg.max_seq_len
+    # --- the model (new, resumed or continued) and its tokenizer, then the shards: every guard runs before step 1
+    ckpt_path, state = load_latest_readable(out, rt.warn)
+    start = start_model(job, ckpt_path, state, rt.say)
+    raw, tok, seq_len = start.model, start.tokenizer, start.seq_len
+    model_cfg = raw.cfg
     if seq_len > model_cfg.max_seq_len:
         raise ValueError(f"train.pretrain.seq_len {seq_len} is above the model's max_seq_len {model_cfg.max_seq_len}")
     if not job.data:
@@ -122,6 +215,7 @@ def pretrain(job: PretrainJob, *, stop_after_step: int | None = None) -> dict[st
         tokenizer_sha256=tok.sha256,
         vocab_size=tok.vocab_size,
         model_vocab=model_cfg.vocab_size,
+        tokenizer_path=tok.path,
     )
     weights = dataset_weights(train_sets, t.weights)
     sources = [PackedSequences(ds, seq_len, t.seed) for ds in train_sets]
@@ -143,24 +237,9 @@ def pretrain(job: PretrainJob, *, stop_after_step: int | None = None) -> dict[st
     piece_bytes[: tok.vocab_size] = torch.from_numpy(tok.piece_bytes).double()
     piece_bytes = piece_bytes.to(device)
 
-    # --- model and optimizer; the model's weights from the latest checkpoint (before sharding) if there is one
-    torch.manual_seed(t.seed)
-    raw = Transformer(model_cfg)
+    # --- optimizer and wrapping (the weights are loaded above, before sharding)
     raw.activation_checkpointing = t.activation_checkpointing
-    ckpt_path, state = load_latest_readable(out, rt.warn)
-    if state is not None:
-        if state["model_config"] != model_cfg.to_dict():
-            raise ResumeError(f"{ckpt_path} holds a different model ({state['model_config']}); use a new run folder")
-        made_with = state["tokenizer"]
-        if made_with["sha256"] != tok.sha256:
-            # the vocabulary size alone would let a retrained tokenizer of the same size through: the ids would mean
-            # other pieces and the resumed model would silently learn a new mapping on top of the old one
-            raise ResumeError(
-                f"{ckpt_path} was made with tokenizer {made_with['path']} (sha256 {made_with['sha256'][:16]}...), "
-                f"but this run uses {job.tokenizer} (sha256 {tok.sha256[:16]}...); use a new run folder, or the "
-                "tokenizer the run started with"
-            )
-        raw.load_state_dict(state["model"])
+    optim_params, set_phase = embedding_only_phase(raw, t.embedding_only_steps)
     raw.to(device)
     sharded = t.fsdp and d.enabled
     if sharded:
@@ -173,7 +252,12 @@ def pretrain(job: PretrainJob, *, stop_after_step: int | None = None) -> dict[st
     optimizer = build_optimizer(raw, t, fused=device.type == "cuda")
     model = raw
     if d.enabled and not sharded:
-        model = DDP(raw, device_ids=[device.index] if device.type == "cuda" else None)
+        # in the embeddings-only phase the blocks get no gradient: DDP must not wait for them
+        model = DDP(
+            raw,
+            device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=t.embedding_only_steps > 0,
+        )
     if t.compile:
         model = torch.compile(model)
 
@@ -199,15 +283,18 @@ def pretrain(job: PretrainJob, *, stop_after_step: int | None = None) -> dict[st
         model=model,
         raw=raw,
         optimizer=optimizer,
-        clip_params=list(raw.parameters()),
+        # after fully_shard the parameters are new (DTensor) objects: read them from the wrapped module
+        clip_params=optim_params if t.embedding_only_steps else [p for p in raw.parameters() if p.requires_grad],
         batches=loader,
         forward_backward=forward_backward,
         describe={
             "model_config": model_cfg.to_dict(),
             "seq_len": seq_len,
-            "tokenizer": {"path": str(job.tokenizer), "sha256": tok.sha256, "vocab_size": tok.vocab_size},
+            "tokenizer": {"path": str(tok.path), "sha256": tok.sha256, "vocab_size": tok.vocab_size},
             "data": [str(p) for p in job.data],
+            **({"origin": start.origin, "lora": start.lora} if start.origin is not None else {}),
         },
+        before_step=set_phase if t.embedding_only_steps else None,
         sharded=sharded,
         validate=(lambda: dict(zip(("val_loss", "val_bpb"), evaluate(model, val_batches, piece_bytes, rt))))
         if val_batches
@@ -231,7 +318,11 @@ def pretrain(job: PretrainJob, *, stop_after_step: int | None = None) -> dict[st
             "device": str(device),
             "dtype": rt.dtype_name,
             "unigram_loss": trainer.baseline,
-            "tokenizer": str(job.tokenizer),
+            "tokenizer": str(tok.path),
+            "origin": start.origin,
+            "lora": start.lora,
+            "trainable_parameters": trainable_parameters(raw),
+            "embedding_only_steps": t.embedding_only_steps,
             "data": {ds.name: {"weight": w, "train_tokens": ds.num_tokens} for ds, w in zip(train_sets, weights)},
         }
     )
@@ -247,7 +338,7 @@ def main_guarded(job: PretrainJob) -> int:
     """Run, turning the expected failures into a message and exit code 1."""
     try:
         pretrain(job)
-    except (ShardsError, TrainingDiverged, ResumeError) as e:
+    except (ShardsError, TrainingDiverged, ResumeError, SourceError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     finally:

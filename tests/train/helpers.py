@@ -78,7 +78,7 @@ def stdlib_documents(min_chars: int = 80) -> list[str]:
     return docs
 
 
-def train_sentencepiece(path: Path, docs: list[str], vocab_size: int = 600) -> Path:
+def train_sentencepiece(path: Path, docs: list[str], vocab_size: int = 600, character_coverage: float = 1.0) -> Path:
     buf = io.BytesIO()
     lines = [line for d in docs for line in d.splitlines() if line.strip()]
     spm.SentencePieceTrainer.train(
@@ -88,7 +88,7 @@ def train_sentencepiece(path: Path, docs: list[str], vocab_size: int = 600) -> P
         model_type="bpe",
         byte_fallback=True,
         split_digits=True,
-        character_coverage=1.0,
+        character_coverage=character_coverage,
         unk_id=0,
         bos_id=-1,
         eos_id=1,
@@ -109,6 +109,7 @@ def write_dataset(
     train_shards: int = 2,
     vocab_size: int | None = None,
     sha256: str | None = None,
+    lang: str = "en",
 ) -> Path:
     """A tokenize-stage-like dataset folder: train-0000N / valid-00000 shards and meta.json. Documents given as
     text are encoded with EOS appended; documents given as id lists are written as they are."""
@@ -136,8 +137,8 @@ def write_dataset(
         eos_id=tok.eos_id,
         bos_id=tok.bos_id,
         weight=weight,
-        documents={"en": sum(s["documents"] for s in splits.values())},
-        tokens={"en": sum(s["tokens"] for s in splits.values())},
+        documents={lang: sum(s["documents"] for s in splits.values())},
+        tokens={lang: sum(s["tokens"] for s in splits.values())},
         splits=splits,
     )
     write_meta(directory, meta)
