@@ -6,14 +6,16 @@ one worker, Chinese documents (issue 13).
 Documents: Chinese documents (lang zh) of the scale corpus's pii output (/work/scale_data/run0.1/out/pii/kept, made
 by bench/make_corpus.py and `pipeline run`), the first `--mb` MB of UTF-8 in file order. Benchmark: the bundled
 MMLU and CHARM samples plus, as items, the distinct paragraphs (>= 20 characters) of the corpus's Chinese documents
-(from the last shard backwards), each with its characters shuffled, until the index holds about
-`--ngrams` n-grams.
+each with its characters shuffled (seeded; shuffled again, pass after pass, when the distinct paragraphs give
+too few), until the index holds about `--ngrams` n-grams.
 
 Rows, taking turns round by round (medians; wall and CPU seconds of this process; only the filter steps are
 timed, no Parquet I/O):
 - ours, `Decontaminate` as the stage runs it (documents hashed 64 at a time, `filter_batch`);
 - ours, one document at a time (`batch_size=1`: the code before batching);
-- datatrove `NGramsDecontFilter`, language "zh" (spaCy's jieba segmenter; its default word 12-grams), with an index
+- datatrove `NGramsDecontFilter`, language "zh" (its default word 12-grams; datatrove's zh word tokenizer, spaCy
+  with segmenter "jieba", gave clause-sized tokens in this install: 初，鄭武公娶於申，曰武姜 -> 初 / 鄭武公娶於申 /
+  曰武姜, so its index holds far fewer, much longer n-grams than ours), with an index
   of the same items made by `NGramsDecontIndexer.compute_hashes` (the indexer's own hashing, called directly:
   the indexer's `run` insists on fetching lighteval tasks, which are not installed and not reachable offline).
 """
@@ -83,18 +85,21 @@ def main() -> None:
     # character statistics, but (like real benchmark items) almost never in a document. The scale corpus is made
     # of the sample's paragraphs recombined, so its paragraphs as they are would flag most documents.
     rng = random.Random(0)
-    paragraphs, seen, estimate = [], set(), 0
+    distinct_paragraphs = {}
     for text in chinese_texts(files[::-1]):
         for para in text.split("\n"):
             para = para.strip()
-            if len(para) >= 20 and para not in seen:
-                seen.add(para)
-                chars = list(para)
-                rng.shuffle(chars)
-                paragraphs.append("".join(chars))
-                estimate += len(para) - 7  # character 8-grams of a paragraph, about
-        if estimate >= args.ngrams:
-            break
+            if len(para) >= 20:
+                distinct_paragraphs[para] = None
+    paragraphs, estimate = [], 0
+    while estimate < args.ngrams:  # another shuffle of each paragraph when the distinct ones are not enough
+        for para in distinct_paragraphs:
+            chars = list(para)
+            rng.shuffle(chars)
+            paragraphs.append("".join(chars))
+            estimate += max(0, sum(c.isalnum() for c in para) - 7)  # its character 8-grams (letters and digits)
+            if estimate >= args.ngrams:
+                break
 
     with tempfile.TemporaryDirectory(prefix="bench_decontam_") as tmp:
         tmp = Path(tmp)
