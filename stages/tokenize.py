@@ -209,12 +209,14 @@ class TokenizeShards(PipelineStep):
             raise
         for w in writers.values():
             w.finalize()
+        # extra copies written by up-sampling: `kept` counts documents (each once), `tokens` what the shards hold
+        copies = sum(r["documents"] * (int(k) - 1) for d in upsampled.values() for k, r in d.items())
         written = sum(v["documents"] for v in counts.get("by_lang", {}).values())
         stats = {
             "docs_in": self.reader.docs,
             "chars_in": self.reader.chars,
             "bytes_in": self.reader.bytes,
-            "kept": written,
+            "kept": written - copies,
             "removed": 0,
             "tokens": sum(v["tokens"] for v in counts.get("by_lang", {}).values()),
             "datasets": counts.get("datasets", {}),
@@ -223,9 +225,7 @@ class TokenizeShards(PipelineStep):
         }
         if upsampling:  # absent when off, so the stats stay what they were without the table
             stats["upsampled"] = upsampled
-            stats["upsample_copies"] = sum(
-                r["documents"] * (int(k) - 1) for d in upsampled.values() for k, r in d.items()
-            )
+            stats["upsample_copies"] = copies
         atomic_write_json(self.stage_dir / "tasks" / f"{rank:05d}.json", stats)
         return
         yield

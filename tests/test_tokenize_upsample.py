@@ -92,7 +92,8 @@ def test_training_documents_repeat_by_cluster_size(runs):
             assert written[tokens] == repeat, (doc_id, size)
             expected_copies += repeat - 1
     assert expected_copies > 0 and stats["upsample_copies"] == expected_copies
-    assert stats["docs_in"] == len(kept)
+    assert stats["docs_in"] == stats["kept"] == len(kept)  # documents once; the copies are counted apart
+    assert stats["tokens"] == sum(len(d) * n for d, n in (written + held_out).items())
     meta = json.loads((cfg.workdir / "tokenize" / "s" / "meta.json").read_text())
     train_tokens = sum(len(d) * n for d, n in written.items())
     assert meta["splits"]["train"] == {"documents": sum(written.values()), "tokens": train_tokens}
