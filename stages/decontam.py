@@ -22,7 +22,8 @@ as NeMo Curator's task decontamination does, and removes the document instead wh
 The n-gram index is built once per run, in `build`, and written to `<stage_dir>/index/` as NumPy arrays that every
 worker memory-maps (the pages are shared, so workers add nothing per process): sorted 64-bit n-gram hashes, a CSR
 map from each hash to the fields holding it (and each field's item), and each field's and item's n-gram counts.
-Its size and build time go into `stats.json` (`index`). Counters (`stats.json["counters"]`): `decontam_docs_flagged`, per benchmark
+Its size and build time go into `stats.json` (`index`). Documents are hashed 64 at a time
+(`NgramIndex.batch_candidates`) and each is then decided alone, as `filter` decides one document. Counters (`stats.json["counters"]`): `decontam_docs_flagged`, per benchmark
 `decontam_benchmark_<name>_docs` (documents flagged) and `..._item_matches` (item-document pairs), and in cut mode
 `decontam_docs_cut`, `decontam_spans_cut`, `decontam_chars_cut`, `decontam_dropped_too_many_splits`.
 """
