@@ -109,8 +109,12 @@ def verify_tokens(cfg: Config, stats: dict) -> list[str]:
     for name in {p.parent.name for p in d.glob("*/*.idx")}:
         if not (d / name / "meta.json").exists():
             problems.append(f"tokenize: dataset {name} has no meta.json")
-    if total != stats.get("docs_in"):
-        problems.append(f"tokenize: the shards hold {total} documents but the stage read {stats.get('docs_in')}")
+    copies = stats.get("upsample_copies", 0)  # tokens.upsample writes some training documents more than once
+    if total != stats.get("docs_in", 0) + copies:
+        problems.append(
+            f"tokenize: the shards hold {total} documents but the stage read {stats.get('docs_in')}"
+            + (f" and up-sampling added {copies} copies" if copies else "")
+        )
     src = stats.get("input_stage")
     if src:
         n = sum(pq.ParquetFile(p).metadata.num_rows for p in list_shards(stage_dir(cfg, src) / "kept"))

@@ -30,7 +30,6 @@ from pathlib import Path
 from typing import Literal
 
 import orjson
-import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
@@ -44,7 +43,12 @@ from tqdm import tqdm
 from warcio.archiveiterator import ArchiveIterator
 
 from stages.base import Phase, StageConfig, StageContext
-from stages.formats import Extracted, arxiv, epub, pdf, wikipedia
+from stages.formats import Extracted, arxiv
+
+# The readers of PDF (pypdf, pdfminer: 1.2 s), EPUB and Wikipedia dumps, and polars (0.7 s; the id-repeat check),
+# are imported where they are used: every `pipeline` command imports this module for its config, and those imports
+# were a third of the start of `pipeline run tokenize` (`python -X importtime -c "import pipeline.cli"`, 6.8 s under
+# load 17 on the shared VM).
 from stages.io import TMP_DIR
 
 
@@ -504,6 +508,8 @@ class IngestReader(PipelineStep):
     def _wikipedia(self, src, folder, rel):
         if "multistream-index" in rel:  # the offsets file that sits beside a multistream dump: not pages
             return
+        from stages.formats import wikipedia
+
         with open_decompressed(folder, rel) as f:
             for record in wikipedia.read_dump(f, src.wiki_variant):
                 yield self._extracted(src, rel, record)
@@ -523,6 +529,8 @@ class IngestReader(PipelineStep):
         yield self._extracted(src, Path(src.base).name if rel == "." else rel, arxiv.extract_paper(files))
 
     def _pdf(self, src, folder, rel):
+        from stages.formats import pdf
+
         with folder.open(rel, "rb") as f:
             record = pdf.extract_pdf(f)
         if record.repaired:
@@ -531,6 +539,8 @@ class IngestReader(PipelineStep):
         yield self._extracted(src, rel, record)
 
     def _epub(self, src, folder, rel):
+        from stages.formats import epub
+
         with folder.open(rel, "rb") as f:
             for record in epub.read_epub(f, "chapter" if src.text_mode == "chapter" else "book"):
                 yield self._extracted(src, rel, record)
@@ -725,6 +735,8 @@ class IdRepeats(PipelineStep):
         self.work = Path(work)
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        import polars as pl
+
         files = sorted((self.work / "ids" / f"{rank:04d}").glob("*.parquet"))
         ids = (
             pl.read_parquet(files)
@@ -751,6 +763,8 @@ def load_repeats(repeats_dir: Path, file_indexes: set[int]) -> set[tuple[int, in
     files = sorted(Path(repeats_dir).glob("*.parquet"))
     if not files or not file_indexes:
         return set()
+    import polars as pl
+
     mine = pl.scan_parquet(files).filter(pl.col("file_index").is_in(sorted(file_indexes))).collect()
     return set(mine.iter_rows())
 

@@ -8,7 +8,16 @@ Output, per dataset (one per source, or per language):
                                                           and tokens per language and source, mixture weight
 
 Each document gets EOS appended. Whether a document is held out is decided by a hash of its id and the run seed,
-so the split is the same on every rerun and for any number of tasks. The trainer refuses shards whose tokenizer
+so the split is the same on every rerun and for any number of tasks.
+
+Up-sampling by duplicate cluster (`tokens.upsample`, off by default): as FineWeb-2 re-weights documents by the size
+of the near-duplicate cluster dedup kept them from, a training document whose `dup_cluster_size` falls in a row of
+the table is written `repeat` times. The copies go right after the original, in the same shard: placement then
+depends on nothing but the document (the same for any number of tasks and reruns), and the trainer shuffles
+documents per epoch anyway (train/data.py `PackedSequences`), so adjacent copies do not end up in one batch.
+Held-out documents are written once: validation loss stays a mean over distinct documents. meta.json counts the
+documents and tokens as written (copies included, which is what the shards hold and what mixture weights act on)
+and records the table and, per repeat factor, the originals and the copies written. The trainer refuses shards whose tokenizer
 sha256 or vocabulary size differs from the model's (see train/data.py).
 """
 
@@ -28,10 +37,10 @@ import sentencepiece as spm
 import xxhash
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from stages.base import Phase, StageConfig, StageContext
-from stages.io import ShardReader, atomic_write_json, list_shards
+from stages.base import Phase, StageConfig, StageContext, StrictModel
+from stages.io import ShardReader, atomic_write_json, list_shards, shard_schema
 from stages.megatron import (
     IndexedDatasetWriter,
     build_meta,
@@ -41,6 +50,18 @@ from stages.megatron import (
     write_meta,
 )
 from stages.tokenizer import tokenizer_path
+
+
+class UpsampleRow(StrictModel):
+    """One row of the up-sampling table: training documents whose `dup_cluster_size` is in [min_size, max_size]
+    are written `repeat` times."""
+
+    min_size: int = Field(ge=1)
+    """Smallest cluster size of the row (1: a document dedup found no duplicate of)."""
+    max_size: int | None = Field(None, ge=1)
+    """Largest cluster size of the row, inclusive; omitted: no upper bound."""
+    repeat: int = Field(ge=1, le=1000)
+    """Times each such document is written (1: once, as without the table)."""
 
 
 class TokensConfig(StageConfig):
@@ -57,6 +78,30 @@ class TokensConfig(StageConfig):
     """Prepend BOS to each document (EOS is always appended)."""
     batch_size: int = Field(256, ge=1)
     """Documents encoded per SentencePiece call."""
+    upsample: list[UpsampleRow] = []
+    """Repeat training documents by the size of their near-duplicate cluster (dedup's `dup_cluster_size`), as
+    FineWeb-2 does when building its mix, e.g. `[{min_size = 2, max_size = 4, repeat = 2}, {min_size = 5, repeat =
+    3}]`; rows must not overlap; a size in no row is written once. Empty (default): every document once."""
+
+    @model_validator(mode="after")
+    def _rows_do_not_overlap(self) -> TokensConfig:
+        rows = sorted(self.upsample, key=lambda r: r.min_size)
+        for r in rows:
+            if r.max_size is not None and r.max_size < r.min_size:
+                raise ValueError(f"tokens.upsample: max_size {r.max_size} is below min_size {r.min_size}")
+        for a, b in itertools.pairwise(rows):
+            if a.max_size is None or a.max_size >= b.min_size:
+                raise ValueError(
+                    f"tokens.upsample: rows from min_size {a.min_size} and from min_size {b.min_size} overlap"
+                )
+        return self
+
+    def repeats(self, cluster_size: int) -> int:
+        """Times a training document of this duplicate cluster size is written."""
+        for r in self.upsample:
+            if r.min_size <= cluster_size and (r.max_size is None or cluster_size <= r.max_size):
+                return r.repeat
+        return 1
 
 
 def resolve_tokenizer(cfg) -> Path:
@@ -97,6 +142,8 @@ class TokenizeShards(PipelineStep):
         vocab, eos, bos = sp.get_piece_size(), sp.eos_id(), sp.bos_id()
         writers: dict[tuple[str, str], IndexedDatasetWriter] = {}
         counts: dict = {}
+        upsampling = bool(self.cfg.upsample)
+        upsampled: dict[str, dict[str, dict[str, int]]] = {}  # dataset -> repeat -> originals, tokens written
 
         def add(key: str, *path: str, docs: int, tokens: int) -> None:
             node = counts.setdefault(key, {})
@@ -129,11 +176,18 @@ class TokenizeShards(PipelineStep):
                     w = writers[(name, split)] = IndexedDatasetWriter(
                         shard_prefix(self.stage_dir / name, split, rank), vocab
                     )
-                w.add_checked(tokens[stop - size : stop])
+                repeat = 1
+                if upsampling and split == "train":
+                    repeat = self.cfg.repeats(doc.metadata.get("dup_cluster_size") or 1)
+                    row = upsampled.setdefault(name, {}).setdefault(str(repeat), {"documents": 0, "tokens": 0})
+                    row["documents"] += 1
+                    row["tokens"] += size * repeat
+                for _ in range(repeat):
+                    w.add_checked(tokens[stop - size : stop])
                 lang = "code" if doc.metadata.get("kind") == "code" else (doc.metadata.get("lang") or "unknown")
                 total = totals.setdefault((name, split, lang, doc.metadata.get("source") or "unknown"), [0, 0])
-                total[0] += 1
-                total[1] += size
+                total[0] += repeat
+                total[1] += size * repeat
             for (name, split, lang, source), (docs, tokens_n) in totals.items():  # in order of first appearance
                 add("datasets", name, split, docs=docs, tokens=tokens_n)
                 add("datasets", name, "by_lang", lang, docs=docs, tokens=tokens_n)
@@ -155,18 +209,23 @@ class TokenizeShards(PipelineStep):
             raise
         for w in writers.values():
             w.finalize()
+        # extra copies written by up-sampling: `kept` counts documents (each once), `tokens` what the shards hold
+        copies = sum(r["documents"] * (int(k) - 1) for d in upsampled.values() for k, r in d.items())
         written = sum(v["documents"] for v in counts.get("by_lang", {}).values())
         stats = {
             "docs_in": self.reader.docs,
             "chars_in": self.reader.chars,
             "bytes_in": self.reader.bytes,
-            "kept": written,
+            "kept": written - copies,
             "removed": 0,
             "tokens": sum(v["tokens"] for v in counts.get("by_lang", {}).values()),
             "datasets": counts.get("datasets", {}),
             "by_lang": counts.get("by_lang", {}),
             "seconds": round(time.time() - start, 3),
         }
+        if upsampling:  # absent when off, so the stats stay what they were without the table
+            stats["upsampled"] = upsampled
+            stats["upsample_copies"] = copies
         atomic_write_json(self.stage_dir / "tasks" / f"{rank:05d}.json", stats)
         return
         yield
@@ -199,6 +258,11 @@ def build(ctx: StageContext) -> list[Phase]:
         raise ValueError(f"tokenize: nothing to tokenize: {ctx.input_dir} holds no shards")
     if sum(pq.ParquetFile(p).metadata.num_rows for p in list_shards(ctx.input_dir)) == 0:
         raise ValueError(f"tokenize: nothing to tokenize: {ctx.input_dir} holds no documents")
+    if tcfg.upsample and "dup_cluster_size" not in shard_schema(ctx.input_dir).names:
+        raise ValueError(
+            f"tokens.upsample: the input {ctx.input_dir} has no dup_cluster_size column "
+            "(dedup writes it: enable stages.dedup, or set tokens.upsample = [])"
+        )
     reader = ShardReader(ctx.input_dir, progress=ctx.workers == 1)
     step = TokenizeShards(ctx.stage_dir, tok, tcfg, cfg.run.seed, reader)
     return [Phase(name="main", steps=[reader, step], tasks=ctx.tasks)]
@@ -226,4 +290,10 @@ def finalize(cfg, stage_dir: Path, merged: dict) -> None:
         )
         meta["by_source"] = d.get("by_source", {})
         meta["split_by"] = cfg.tokens.split_by
+        if cfg.tokens.upsample:
+            meta["upsample"] = {
+                "table": [r.model_dump() for r in cfg.tokens.upsample],
+                # repeat factor -> training documents written that many times, and the tokens of all their copies
+                "by_repeat": dict(sorted(merged.get("upsampled", {}).get(name, {}).items(), key=lambda kv: int(kv[0]))),
+            }
         write_meta(stage_dir / name, meta)

@@ -404,3 +404,64 @@ def test_common_stems_planted_in_the_sample_flag_at_most_2_percent(index_dir, zh
     assert total > 1400
     assert flagged / total <= 0.02, (flagged, total)
     print(f"planted stems: {flagged} of {total} documents flagged")
+
+
+def sample_documents() -> list[str]:
+    """Every document of the bundled sample that the decontam stage could see: books_zh, notes_zh blocks, the
+    English articles and the code files."""
+    import gzip
+
+    sample = REPO / "data" / "sample"
+    with gzip.open(sample / "books_zh.jsonl.gz", "rt", encoding="utf-8") as f:
+        books = [json.loads(line)["content"] for line in f]
+    notes = [b.strip() for b in (sample / "notes_zh.txt").read_text(encoding="utf-8").split("\n\n") if b.strip()]
+    articles = pq.read_table(sample / "articles_en.parquet", columns=["text"]).column("text").to_pylist()
+    code = [p.read_text(encoding="utf-8", errors="replace") for p in sorted((sample / "code").rglob("*.py"))]
+    return books + notes + articles + code
+
+
+@pytest.mark.parametrize("mode", ["drop", "cut"])
+def test_batched_hashing_decides_every_sample_document_as_one_at_a_time(index_dir, tmp_path, mode):
+    """`filter_batch` (documents hashed together, windows across two documents dropped) gives every document of
+    the sample, as it is and with benchmark items pasted in, the same decision, reason, `contaminated_by`, cut
+    text and counters as `filter` one document at a time; with the bundled benchmarks and with a large index of
+    paragraphs taken from the sample itself (most documents then hit keys)."""
+    texts = sample_documents()
+    rng = random.Random(5)
+    charm, mmlu = charm_items(), mmlu_items()
+    planted = [paste_middle(texts[i], exam(charm[i % len(charm)], True)) for i in range(0, 600, 7)]
+    planted += [paste_middle(texts[-1 - i], exam(mmlu[i % len(mmlu)], False)) for i in range(0, 100, 5)]
+    texts = texts + planted + ["", "短", "a b"]
+    rng.shuffle(texts)
+    paragraphs = tmp_path / "paragraphs.jsonl"
+    with open(paragraphs, "w", encoding="utf-8") as f:
+        for text in texts[::3]:
+            for para in text.split("\n"):
+                if len(para.strip()) >= 20:
+                    f.write(json.dumps({"text": para.strip()}, ensure_ascii=False) + "\n")
+    big = BenchmarkFile(name="paragraphs", path=str(paragraphs), format="jsonl", fields=["text"])
+    indexes = {"bundled": (DecontamConfig(mode=mode, benchmarks=[MMLU, CHARM]), index_dir)}
+    big_cfg = DecontamConfig(mode=mode, benchmarks=[big])
+    build_index(big_cfg, [(big, paragraphs)], tmp_path / "big")
+    indexes["paragraphs"] = (big_cfg, tmp_path / "big")
+    for name, (cfg, folder) in indexes.items():
+        outcomes = {}
+        for batch_size in (1, 64):
+            step = Decontaminate(cfg, folder, batch_size=batch_size)
+            docs = [Document(text=t, id=str(i), metadata={"kind": "text"}) for i, t in enumerate(texts)]
+            kept = {d.id for d in step.run(iter(docs))}
+            outcomes[batch_size] = (
+                kept,
+                [(d.text, d.metadata.get("contaminated_by")) for d in docs],
+                reported_counters(step),
+            )
+        assert outcomes[1] == outcomes[64], name
+        assert 0 < len(outcomes[64][0]) < len(texts), name
+        # the batch's candidate n-grams are each document's own n-grams that pass the bucket table
+        index = NgramIndex(folder)
+        batch = index.batch_candidates(texts[:64])
+        for text, got in zip(texts[:64], batch, strict=True):
+            own = index.doc_ngrams(text)[0]
+            top = (own >> np.uint64(64 - index.bucket_bits)).astype(np.int64)
+            own = own[((index.buckets[top >> 3] >> (top & 7).astype(np.uint8)) & 1).astype(bool)]
+            assert sorted(got.tolist()) == sorted(own.tolist())
