@@ -25,11 +25,12 @@ from stages.filter import FilterConfig
 from stages.ingest import IngestConfig
 from stages.langid import LangidConfig
 from stages.pii import PiiConfig
+from stages.quality import QualityConfig
 from stages.tokenize import TokensConfig
 from stages.tokenizer import TokenizerConfig
 from train.config import EvalSection, ModelSection, TrainSection
 
-STAGE_ORDER = ["ingest", "langid", "filter", "dedup", "pii", "decontam", "tokenizer", "tokenize"]
+STAGE_ORDER = ["ingest", "langid", "filter", "quality", "dedup", "pii", "decontam", "tokenizer", "tokenize"]
 
 
 class ConfigError(Exception):
@@ -189,6 +190,7 @@ class StagesSection(_Strict):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     langid: LangidConfig = Field(default_factory=LangidConfig)
     filter: FilterConfig = Field(default_factory=FilterConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     pii: PiiConfig = Field(default_factory=PiiConfig)
     decontam: DecontamConfig = Field(default_factory=DecontamConfig)
