@@ -25,7 +25,8 @@ from train.runlog import read_log
 # The demo's quality classifier: the sample's curated sources (books, English articles, Wikipedia, e-books) as the
 # reference set against its raw web pages, both as langid kept them (before the rules), DCLM's "reference against
 # random pages" with the only labels the sample has. The rules' own keep/remove decisions would only teach the
-# classifier the rules again. Small (dim 32, 20,000 buckets: a 3 MiB model) so that it adds seconds, not minutes.
+# classifier the rules again. Small (dim 16: a 64 MiB model; fewer than 1,000,000 buckets diverged, see
+# stages/quality.py) so that it adds seconds, not minutes.
 DEMO_REFERENCE_SOURCES = ["books_zh", "articles_en", "wiki_en", "ebooks"]
 DEMO_RAW_SOURCES = ["web"]
 DEMO_KEEP_TOP_SHARE = 0.8
@@ -43,8 +44,8 @@ def quality_side_run(cfg, overrides: list[str]) -> list[str]:
         list(read_documents(langid_kept, sources=DEMO_REFERENCE_SOURCES)),
         list(read_documents(langid_kept, sources=DEMO_RAW_SOURCES)),
         model,
-        dim=32,
-        bucket=20_000,
+        dim=16,
+        bucket=1_000_000,
         seed=cfg.run.seed,
     )
     side = load_config(
