@@ -63,8 +63,8 @@ class QualityConfig(StageConfig):
     """Keep documents whose score (probability of the reference set) is at least this. Set this or keep_top_share."""
     keep_top_share: float | None = Field(None, gt=0, le=1)
     """Keep this share of the best-scored documents of the whole input (one threshold for all tasks, from a first
-    pass over every score; ties at the cut are kept, so the share kept can exceed this by the documents of one
-    histogram bin, 1/2048 of the score). Set this or threshold."""
+    pass over every score; the cut is the lower edge of a histogram bin 1/2048 of the score wide, so the share kept
+    can exceed this by the documents of that bin). Set this or threshold."""
     batch_size: int = Field(512, ge=1)
     """Documents per fastText call."""
 
