@@ -311,6 +311,9 @@ def _check_paths(cfg: Config) -> None:
                 raise ConfigError(f"{cfg.file}: sources.{i}.path: no file matches {str(p)!r} (source {src.name!r})")
         elif not p.exists():
             raise ConfigError(f"{cfg.file}: sources.{i}.path: {str(p)!r} does not exist (source {src.name!r})")
+    quality = cfg.stages.quality
+    if quality.enabled and quality.model and not cfg.path(quality.model).is_file():
+        raise ConfigError(f"{cfg.file}: stages.quality.model: {str(cfg.path(quality.model))!r} does not exist")
     for i, b in enumerate(cfg.stages.decontam.benchmarks):
         if cfg.stages.decontam.enabled and not cfg.path(b.path).exists():
             raise ConfigError(

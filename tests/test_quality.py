@@ -88,9 +88,10 @@ def model(ingested) -> tuple[Path, dict]:
     return out, summary
 
 
-def quality_config(folder: Path, model: Path, *overrides: str):
+def quality_config(folder: Path, model: Path, *overrides: str, check_paths: bool = True):
     model_key = f"stages.quality.model={json.dumps(str(model))}"
-    return load_config(folder / "pipeline.toml", ["stages.quality.enabled=true", model_key, *overrides])
+    overrides = ["stages.quality.enabled=true", model_key, *overrides]
+    return load_config(folder / "pipeline.toml", overrides, check_paths=check_paths)
 
 
 def outputs(cfg) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -220,9 +221,12 @@ def test_report_shows_the_score_distribution(ingested, model):
 
 
 def test_bad_model_and_rules_are_errors_naming_the_key(ingested, model, tmp_path):
-    cfg = quality_config(ingested, tmp_path / "missing.bin", "stages.quality.threshold=0.5")
+    cfg = quality_config(ingested, tmp_path / "missing.bin", "stages.quality.threshold=0.5", check_paths=False)
     with pytest.raises(runner.StageError, match=r"stages\.quality\.model: no such file: .*missing\.bin"):
         runner.run_stage(cfg, "quality", force=True)
+    with pytest.raises(ConfigError, match=r"stages\.quality\.model: .*missing\.bin' does not exist"):
+        # `pipeline run` checks paths on load: before any stage of `run all` starts
+        quality_config(ingested, tmp_path / "missing.bin", "stages.quality.threshold=0.5")
     lone = tmp_path / "lone.bin"
     lone.write_bytes(model[0].read_bytes())  # a model without its .json (the normalization it was trained with)
     cfg = quality_config(ingested, lone, "stages.quality.threshold=0.5")
