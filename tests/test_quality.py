@@ -108,6 +108,7 @@ def test_fasttext_text_splits_han_characters_and_folds_case_and_width():
         fasttext_text(text, "jieba")
 
 
+@pytest.mark.slow
 def test_training_reports_held_out_metrics_and_is_deterministic(ingested, model):
     out, summary = model
     meta = json.loads(out.with_name(out.name + ".json").read_text())
@@ -133,6 +134,7 @@ def test_held_out_split_is_a_tenth_by_id():
     assert [held_out(i, 1234, 0.1) for i in ids[:50]] == [held_out(i, 1234, 0.1) for i in ids[:50]]
 
 
+@pytest.mark.slow
 def test_threshold_keeps_and_removes_by_score_and_code_passes_unscored(ingested, model):
     cfg = quality_config(ingested, model[0], "stages.quality.threshold=0.5")
     stats = runner.run_stage(cfg, "quality", force=True)
@@ -158,6 +160,7 @@ def test_threshold_keeps_and_removes_by_score_and_code_passes_unscored(ingested,
     assert verify(cfg, quiet=True) == []
 
 
+@pytest.mark.slow
 def test_top_share_is_one_global_cut_whatever_the_task_count(ingested, model):
     ids = {}
     for tasks in (2, 3):
@@ -186,6 +189,7 @@ def test_top_share_threshold_counts_from_the_best_bin():
     assert 250 <= kept <= 252 and top_share_threshold(hist, 1.0) == 0.0
 
 
+@pytest.mark.slow
 def test_rerun_after_a_kill_between_phases_resumes(ingested, model):
     """Killed after the scores phase: the rerun keeps the score histograms and redoes the threshold and filter."""
     cfg = quality_config(ingested, model[0], "stages.quality.keep_top_share=0.7")
@@ -205,6 +209,7 @@ def test_rerun_after_a_kill_between_phases_resumes(ingested, model):
     assert verify(cfg, quiet=True) == []
 
 
+@pytest.mark.slow
 def test_the_stage_after_filter_reads_quality_only_when_enabled(ingested, model):
     cfg = load_config(ingested / "pipeline.toml", ["stages.filter.enabled=true", "stages.langid.enabled=true"])
     assert runner.input_stage(cfg, "dedup") == "filter" and "quality" not in runner.enabled_stages(cfg)
@@ -212,6 +217,7 @@ def test_the_stage_after_filter_reads_quality_only_when_enabled(ingested, model)
     assert runner.input_stage(cfg, "quality") == "filter" and runner.input_stage(cfg, "dedup") == "quality"
 
 
+@pytest.mark.slow
 def test_report_shows_the_score_distribution(ingested, model):
     cfg = quality_config(ingested, model[0], "stages.quality.threshold=0.5")
     runner.run_stage(cfg, "quality", force=True)
@@ -220,6 +226,7 @@ def test_report_shows_the_score_distribution(ingested, model):
     assert (cfg.workdir / "report" / "quality_scores.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_bad_model_and_rules_are_errors_naming_the_key(ingested, model, tmp_path):
     cfg = quality_config(ingested, tmp_path / "missing.bin", "stages.quality.threshold=0.5", check_paths=False)
     with pytest.raises(runner.StageError, match=r"stages\.quality\.model: no such file: .*missing\.bin"):
@@ -240,6 +247,7 @@ def test_bad_model_and_rules_are_errors_naming_the_key(ingested, model, tmp_path
         quality_config(ingested, model[0], "stages.quality.keep_top_share=1.5")
 
 
+@pytest.mark.slow
 def test_quality_train_command(ingested, tmp_path, capsys):
     kept = str(ingested / "out" / "ingest" / "kept")
     out = tmp_path / "cli.bin"
