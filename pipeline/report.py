@@ -149,8 +149,9 @@ def write_report(cfg: Config) -> Path:
         st = stage_state(cfg, stage)
         s = st.stats or {}
         pct = f"{100 * s['kept'] / s['docs_in']:.1f}" if s.get("docs_in") and "kept" in s else ""
+        state = "disabled, holds a side run" if not st.enabled and s else st.state  # as `pipeline status` says
         lines.append(
-            f"| {stage} | {st.state} | {_fmt(s.get('docs_in'))} | {_fmt(s.get('kept'))} | {_fmt(s.get('removed'))} "
+            f"| {stage} | {state} | {_fmt(s.get('docs_in'))} | {_fmt(s.get('kept'))} | {_fmt(s.get('removed'))} "
             f"| {pct} | {_fmt(s.get('chars_in'))} | {_fmt(s.get('chars_kept'))} | {_fmt(s.get('wall_seconds'))} |"
         )
     lines.append("")

@@ -19,6 +19,7 @@ from pipeline import runner
 from pipeline.cli import main as cli_main
 from pipeline.config import ConfigError, load_config
 from pipeline.report import write_report
+from pipeline.status import status_rows
 from pipeline.verify import verify
 from stages.quality import (
     fasttext_text,
@@ -224,6 +225,11 @@ def test_report_shows_the_score_distribution(ingested, model):
     text = write_report(cfg).read_text()
     assert "## Quality classifier" in text and "| 0.95-1.00 |" in text and "Threshold 0.5000" in text
     assert (cfg.workdir / "report" / "quality_scores.png").stat().st_size > 0
+    # the demo's way: the stage disabled in the config, its output a side run beside the flow
+    flow = load_config(ingested / "pipeline.toml")
+    assert next(r["state"] for r in status_rows(flow) if r["stage"] == "quality") == "disabled, holds a side run"
+    text = write_report(flow).read_text()
+    assert "removed as quality_low (run beside the flow" in text and "| quality | disabled, holds a side run |" in text
 
 
 @pytest.mark.slow
