@@ -219,6 +219,22 @@ def test_the_stage_after_filter_reads_quality_only_when_enabled(ingested, model)
 
 
 @pytest.mark.slow
+def test_later_stages_read_quality_and_carry_its_score(ingested, model):
+    cfg = quality_config(ingested, model[0], "stages.quality.threshold=0.5")
+    quality = runner.run_stage(cfg, "quality", force=True)
+    dedup = runner.run_stage(cfg, "dedup", force=True)
+    pii = runner.run_stage(cfg, "pii", force=True)
+    assert dedup["input_stage"] == "quality" and dedup["docs_in"] == quality["kept"]
+    kept = pl.read_parquet(runner.stage_dir(cfg, "pii") / "kept" / "*.parquet")
+    assert pii["docs_in"] == dedup["kept"] and len(kept) == pii["kept"]
+    scores = dict(outputs(cfg)[0].select("id", "quality_score").iter_rows())
+    assert all(scores[i] == s for i, s in kept.select("id", "quality_score").iter_rows())
+    assert verify(cfg, quiet=True) == []
+    for stage in ("dedup", "pii"):
+        shutil.rmtree(runner.stage_dir(cfg, stage))  # the other tests run quality alone
+
+
+@pytest.mark.slow
 def test_report_shows_the_score_distribution(ingested, model):
     cfg = quality_config(ingested, model[0], "stages.quality.threshold=0.5")
     runner.run_stage(cfg, "quality", force=True)
