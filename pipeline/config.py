@@ -25,11 +25,12 @@ from stages.filter import FilterConfig
 from stages.ingest import IngestConfig
 from stages.langid import LangidConfig
 from stages.pii import PiiConfig
+from stages.quality import QualityConfig
 from stages.tokenize import TokensConfig
 from stages.tokenizer import TokenizerConfig
 from train.config import EvalSection, ModelSection, TrainSection
 
-STAGE_ORDER = ["ingest", "langid", "filter", "dedup", "pii", "decontam", "tokenizer", "tokenize"]
+STAGE_ORDER = ["ingest", "langid", "filter", "quality", "dedup", "pii", "decontam", "tokenizer", "tokenize"]
 
 
 class ConfigError(Exception):
@@ -189,6 +190,7 @@ class StagesSection(_Strict):
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     langid: LangidConfig = Field(default_factory=LangidConfig)
     filter: FilterConfig = Field(default_factory=FilterConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
     dedup: DedupConfig = Field(default_factory=DedupConfig)
     pii: PiiConfig = Field(default_factory=PiiConfig)
     decontam: DecontamConfig = Field(default_factory=DecontamConfig)
@@ -309,6 +311,9 @@ def _check_paths(cfg: Config) -> None:
                 raise ConfigError(f"{cfg.file}: sources.{i}.path: no file matches {str(p)!r} (source {src.name!r})")
         elif not p.exists():
             raise ConfigError(f"{cfg.file}: sources.{i}.path: {str(p)!r} does not exist (source {src.name!r})")
+    quality = cfg.stages.quality
+    if quality.enabled and quality.model and not cfg.path(quality.model).is_file():
+        raise ConfigError(f"{cfg.file}: stages.quality.model: {str(cfg.path(quality.model))!r} does not exist")
     for i, b in enumerate(cfg.stages.decontam.benchmarks):
         if cfg.stages.decontam.enabled and not cfg.path(b.path).exists():
             raise ConfigError(

@@ -20,12 +20,15 @@ import polars as pl  # noqa: E402
 from pipeline.config import STAGE_ORDER, Config  # noqa: E402
 from pipeline.runner import CORPUS_STAGES, finalize_stage, stage_dir, stage_state  # noqa: E402
 from stages.io import list_shards  # noqa: E402
+from stages.quality import REPORT_BINS  # noqa: E402
 from train.runlog import read_log  # noqa: E402
 
 
 def _finished_corpus_stages(cfg: Config) -> list[tuple[str, dict]]:
     out = []
     for stage in CORPUS_STAGES:
+        if stage == "quality" and not cfg.stages.quality.enabled:
+            continue  # a side run (the demo's): the next stage read filter's output, so it is not in the funnel
         finalize_stage(cfg, stage)
         st = stage_state(cfg, stage)
         if st.state in ("finished", "stale") and st.stats:
@@ -146,8 +149,9 @@ def write_report(cfg: Config) -> Path:
         st = stage_state(cfg, stage)
         s = st.stats or {}
         pct = f"{100 * s['kept'] / s['docs_in']:.1f}" if s.get("docs_in") and "kept" in s else ""
+        state = "disabled, holds a side run" if not st.enabled and s else st.state  # as `pipeline status` says
         lines.append(
-            f"| {stage} | {st.state} | {_fmt(s.get('docs_in'))} | {_fmt(s.get('kept'))} | {_fmt(s.get('removed'))} "
+            f"| {stage} | {state} | {_fmt(s.get('docs_in'))} | {_fmt(s.get('kept'))} | {_fmt(s.get('removed'))} "
             f"| {pct} | {_fmt(s.get('chars_in'))} | {_fmt(s.get('chars_kept'))} | {_fmt(s.get('wall_seconds'))} |"
         )
     lines.append("")
@@ -186,6 +190,7 @@ def write_report(cfg: Config) -> Path:
     else:
         lines += ["No corpus stage has finished yet.", ""]
     lines += _pii_decontam_section(stages)
+    lines += _quality_section(cfg, out_dir)
     lines += _training_section(cfg, out_dir)
     path = out_dir / "report.md"
     tmp = path.with_suffix(".md.tmp")
@@ -229,4 +234,57 @@ def _pii_decontam_section(stages: list[tuple[str, dict]]) -> list[str]:
             f"({c.get('decontam_chars_cut', 0):,} characters).",
             "",
         ]
+    return lines
+
+
+def _quality_section(cfg: Config, out_dir: Path) -> list[str]:
+    """The quality classifier's score distribution (stats.json's score bins), its threshold and held-out metrics;
+    also for a side run of a disabled quality stage (the demo's), which the funnel leaves out."""
+    finalize_stage(cfg, "quality")
+    st = stage_state(cfg, "quality")
+    if st.state not in ("finished", "stale") or not st.stats:
+        return []
+    s = st.stats
+    counters = s.get("counters", {})
+    bins = [counters.get(f"quality_score_bin_{i:02d}", 0) for i in range(REPORT_BINS)]
+    width = 1 / REPORT_BINS
+    fig, ax = plt.subplots(figsize=(7, 3.2))
+    ax.bar([i * width for i in range(REPORT_BINS)], bins, width=width, align="edge", color="#55A868", edgecolor="w")
+    cut = (s.get("threshold") or {}).get("threshold")
+    if cut is not None:
+        ax.axvline(cut, color="#C44E52", linestyle="--", label=f"threshold {cut:.3f}")
+        ax.legend()
+    ax.set_xlabel("quality_score (probability of the reference set)")
+    ax.set_ylabel("documents")
+    ax.set_title("quality classifier scores")
+    fig.tight_layout()
+    fig.savefig(out_dir / "quality_scores.png", dpi=110)
+    plt.close(fig)
+    side = (
+        ""
+        if cfg.stages.quality.enabled
+        else " (run beside the flow: the stage is disabled, dedup read filter's output)"
+    )
+    lines = ["## Quality classifier", ""]
+    lines.append(
+        f"{s['docs_in']:,} documents in, {counters.get('quality_scored', 0):,} scored "
+        f"({counters.get('quality_code_unscored', 0):,} code documents unscored), {s['kept']:,} kept, "
+        f"{s['removed']:,} removed as quality_low{side}."
+    )
+    t = s.get("threshold") or {}
+    if t.get("keep_top_share") is not None:
+        lines.append(f"Threshold {t['threshold']:.4f}: the score that keeps the best {t['keep_top_share']:.0%}.")
+    elif t.get("threshold") is not None:
+        lines.append(f"Threshold {t['threshold']:.4f} (stages.quality.threshold).")
+    m = s.get("model") or {}
+    if m.get("held_out"):
+        h, d = m["held_out"], m["documents"]
+        lines.append(
+            f"Model `{m['path']}` ({m['normalization']} tokens, {d['positive']['train']:,} reference / "
+            f"{d['negative']['train']:,} raw training documents): held out {h['positive']:,} + {h['negative']:,}, "
+            f"accuracy {h['accuracy']}, precision {h['precision']}, recall {h['recall']} at 0.5, ROC AUC {h['roc_auc']}."
+        )
+    lines += ["", "| score | documents |", "| --- | ---: |"]
+    lines += [f"| {i * width:.2f}-{(i + 1) * width:.2f} | {n:,} |" for i, n in enumerate(bins)]
+    lines += ["", "![quality scores](quality_scores.png)", ""]
     return lines

@@ -42,13 +42,14 @@ STAGE_MODULES = {
     "ingest": "stages.ingest",
     "langid": "stages.langid",
     "filter": "stages.filter",
+    "quality": "stages.quality",
     "dedup": "stages.dedup",
     "pii": "stages.pii",
     "decontam": "stages.decontam",
     "tokenizer": "stages.tokenizer",
     "tokenize": "stages.tokenize",
 }
-CORPUS_STAGES = ["ingest", "langid", "filter", "dedup", "pii", "decontam"]
+CORPUS_STAGES = ["ingest", "langid", "filter", "quality", "dedup", "pii", "decontam"]
 
 
 class StageError(Exception):
@@ -130,6 +131,9 @@ def stage_settings(cfg: Config, stage: str) -> dict:
     }
     if stage == "ingest":
         settings["sources"] = [src.model_dump(mode="json") for src in cfg.sources]
+    if stage == "quality" and section.get("model") and cfg.path(section["model"]).is_file():
+        # a classifier retrained into the same file scores differently: its content decides the output too
+        settings["quality_model_sha256"] = hashlib.sha256(cfg.path(section["model"]).read_bytes()).hexdigest()
     return settings
 
 

@@ -38,7 +38,9 @@ def status_rows(cfg: Config) -> list[dict]:
         state = st.state
         if state == "incomplete":
             state = f"incomplete ({_progress(cfg, stage)})"
-        if st.changes:  # the key names only (the values are in `pipeline run`'s refusal): the column stays readable
+        if not st.enabled and st.stats:  # run with another config (the demo's quality side run): not this flow's
+            state = "disabled, holds a side run"
+        elif st.changes:  # the key names only (the values are in `pipeline run`'s refusal): the column stays readable
             state += ", config changed: " + ", ".join(c.split(":")[0].split(" (")[0] for c in st.changes)
         if s.get("failed_files"):
             state += f", {len(s['failed_files'])} unreadable file(s)"
