@@ -303,7 +303,7 @@ def test_bucket_parts_give_the_same_result(tmp_path, books, dedup_runs):
     )
     runner.run_stage(cfg, "ingest")
     stats = runner.run_stage(cfg, "dedup")
-    assert len(list((cfg.workdir / "dedup" / "work" / "pairs").glob("band_*.npy"))) == 9 * 3
+    assert len(list((cfg.workdir / "dedup" / "work" / "pairs" / "near" / "000").glob("band_*.npy"))) == 14 * 3
     ref_cfg, ref_stats = dedup_runs[1]
     assert stats["removed_by_reason"] == ref_stats["removed_by_reason"]
     for part in ("kept", "removed"):
