@@ -77,7 +77,7 @@ def make_config(corpus: Path, workdir: Path) -> Path:
     text = "\n".join(kept).replace('"data/sample/', f'"{REPO}/data/sample/')
     sources = (corpus / "sources.toml").read_text(encoding="utf-8")
     sources = re.sub(r'^path = "([^"]+)"', lambda m: f'path = "{corpus.resolve() / m.group(1)}"', sources, flags=re.M)
-    first_stage = text.index("[stages.ingest]")
+    first_stage = text.index("\n[stages.") + 1  # the trimmed pipeline.toml has no [stages.ingest] table
     text = text[:first_stage] + sources + text[first_stage:]
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = workdir / "pipeline.toml"
