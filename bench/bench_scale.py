@@ -154,9 +154,10 @@ def phase_windows(stage_dir: Path) -> list[tuple[str, float, float]]:
     return sorted(out, key=lambda w: w[1])
 
 
-def run_stage(cfg: Path, stage: str, tasks: int, workers: int) -> dict:
+def run_stage(cfg: Path, stage: str, tasks: int, workers: int, extra: tuple[str, ...] = ()) -> dict:
+    """`extra`: more command-line arguments (e.g. --force, --set key=value), as bench_dedup_scale.py passes."""
     cmd = [str(REPO / ".venv" / "bin" / "pipeline"), "run", stage, "--config", str(cfg),
-           "--set", f"executor.tasks={tasks}", "--set", f"executor.workers={workers}"]  # fmt: skip
+           "--set", f"executor.tasks={tasks}", "--set", f"executor.workers={workers}", *extra]  # fmt: skip
     load_before = loadavg()
     t0 = time.time()
     log = open(cfg.parent / f"{stage}.log", "w")  # noqa: SIM115  (closed below)

@@ -24,6 +24,7 @@ from typing import Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
@@ -102,6 +103,9 @@ class DedupConfig(StageConfig):
     """Verification tasks: candidate pairs go to part hash(first document) % verify_parts, and a task holds only the
     shingle sets of its pairs' documents (about 8 bytes per character of each), so its memory falls as this
     rises. Raise it with the corpus, like bucket_parts."""
+    cluster_parts: int = Field(1, ge=1)
+    """Tasks that choose the keeper of each duplicate group: groups go to part hash(group) % cluster_parts, and a
+    task holds only its groups' members and their ids (the one clusters task before it holds integers only)."""
     bucket_parts: int = Field(1, ge=1)
     """Tasks per band (and for the exact keys): each keeps the keys with key % bucket_parts == its part, so a
     bucket task holds 16 bytes x documents / bucket_parts. The signatures step writes its keys already split by
@@ -428,7 +432,9 @@ def _groups(labels: np.ndarray) -> list[np.ndarray]:
 
 
 class DedupClusters(PipelineStep):
-    """Step 3 (one task): groups, keepers (smallest id) and what to do with every grouped document."""
+    """Step 3 (one task): connected components of the exact pairs and of all merging pairs, on integer nodes only
+    (about 60 bytes per grouped document: no ids, no Python objects), written split by component into
+    `cluster_parts` files for the keepers step."""
 
     name = "dedup clusters"
     type = "🫂 - DEDUP"
@@ -450,76 +456,92 @@ class DedupClusters(PipelineStep):
             files = [near / f"band_{g:03d}_{p:03d}.npy" for g in range(cfg.bands) for p in range(cfg.bucket_parts)]
         return _load_or_empty(files, (0, 2), np.int64)
 
-    def ids_of(self, nodes: np.ndarray) -> np.ndarray:
-        out = np.empty(len(nodes), dtype=object)
-        ranks = nodes >> RANK_BITS
-        for r in np.unique(ranks):
-            ids = pq.read_table(self.work / "ids" / f"{int(r):05d}.parquet").column("id").to_numpy(zero_copy_only=False)
-            sel = ranks == r
-            out[sel] = ids[nodes[sel] & ((1 << RANK_BITS) - 1)]
-        return out
-
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         exact_files = [self.work / "pairs" / "exact" / f"exact_{p:03d}.npy" for p in range(self.cfg.bucket_parts)]
         exact = _load_or_empty(exact_files if self.cfg.exact else [], (0, 2), np.int64)
         near = self.near_pairs()
         # the pairs that decided the clusters, for inspection (node = task << 40 | position; ids in work/ids/)
         _save(self.work / "accepted_pairs.npy", near)
-        all_pairs = np.concatenate([exact, near])
-
-        action: dict[int, tuple[str, str]] = {}  # node -> (reason, duplicate_of)
-        # every node of an exact pair is also in all_pairs: one read of the ids serves both passes
-        nodes, labels = _components(all_pairs)
-        ids = self.ids_of(nodes)
-        # exact groups first: one copy (the earliest id) survives each
+        nodes, labels = _components(np.concatenate([exact, near]))
+        del near
+        # every node of an exact pair is also a node of all pairs: its exact group label, or -1
         exact_nodes, exact_labels = _components(exact)
-        exact_ids = ids[np.searchsorted(nodes, exact_nodes)]
-        for members in _groups(exact_labels):
-            keeper = min(exact_ids[members], key=natural_key)
-            for m in members:
-                if exact_ids[m] != keeper:
-                    action[int(exact_nodes[m])] = ("exact_duplicate", keeper)
+        exact_of = np.full(len(nodes), -1, dtype=np.int64)
+        exact_of[np.searchsorted(nodes, exact_nodes)] = exact_labels
+        part = _part_of(labels, self.cfg.cluster_parts)
+        for k in range(self.cfg.cluster_parts):
+            sel = part == k
+            _save(self.work / "groups" / f"{k:03d}.npy", np.stack([nodes[sel], labels[sel], exact_of[sel]], axis=1))
+        self.stat_update("grouped_documents", value=len(nodes))
+        self.stat_update("groups", value=int(labels.max()) + 1 if len(labels) else 0)
+        return
+        yield
+
+
+class DedupKeepers(PipelineStep):
+    """Step 3b (cluster_parts tasks): for the components of one part, the keeper of each exact group and of each
+    near-duplicate group (the smallest id, so the kept set does not depend on the number of tasks), and what to do
+    with every member, written per signature task. A task holds only its part's members and their ids."""
+
+    name = "dedup keepers"
+    type = "🫂 - DEDUP"
+
+    def __init__(self, work: Path, signature_tasks: int):
+        super().__init__()
+        self.work, self.signature_tasks = Path(work), signature_tasks
+
+    def ids_of(self, nodes: np.ndarray) -> np.ndarray:
+        """The document ids of nodes, reading one signature task's id column at a time."""
+        out = np.empty(len(nodes), dtype=object)
+        ranks = nodes >> RANK_BITS
+        for r in np.unique(ranks):
+            ids = pq.read_table(self.work / "ids" / f"{int(r):05d}.parquet").column("id")
+            sel = ranks == r
+            out[sel] = ids.take(pa.array(nodes[sel] & ((1 << RANK_BITS) - 1))).to_numpy(zero_copy_only=False)
+        return out
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        groups = np.load(self.work / "groups" / f"{rank:03d}.npy")
+        nodes, labels, exact_labels = groups[:, 0], groups[:, 1], groups[:, 2]
+        ids = self.ids_of(nodes)
+        action: dict[int, tuple[str, str]] = {}  # row -> (reason, duplicate_of)
+        # exact groups first: one copy (the earliest id) survives each
+        in_exact = np.flatnonzero(exact_labels >= 0)
+        for members in _groups(exact_labels[in_exact]):
+            rows = in_exact[members]
+            keeper = min(ids[rows], key=natural_key)
+            action.update({int(m): ("exact_duplicate", keeper) for m in rows if ids[m] != keeper})
         # near-duplicate components over everything; the earliest surviving id is kept
         cluster: dict[int, tuple[str, int]] = {}
         for members in _groups(labels):
-            survivors = [m for m in members if int(nodes[m]) not in action]
+            survivors = [int(m) for m in members if int(m) not in action]
             keeper = min((ids[m] for m in survivors), key=natural_key)
             for m in survivors:
                 if ids[m] == keeper:
-                    cluster[int(nodes[m])] = (keeper, len(members))
+                    cluster[m] = (keeper, len(members))
                 else:
-                    action[int(nodes[m])] = ("near_duplicate", keeper)
-        by_rank: dict[int, dict[str, list]] = {}
-        for node, (reason, dup_of) in action.items():
-            t = by_rank.setdefault(node >> RANK_BITS, {"pos": [], "reason": [], "ref": [], "size": []})
-            t["pos"].append(node & ((1 << RANK_BITS) - 1))
-            t["reason"].append(reason)
-            t["ref"].append(dup_of)
-            t["size"].append(None)
-        for node, (keeper, size) in cluster.items():
-            t = by_rank.setdefault(node >> RANK_BITS, {"pos": [], "reason": [], "ref": [], "size": []})
-            t["pos"].append(node & ((1 << RANK_BITS) - 1))
-            t["reason"].append("keep")
-            t["ref"].append(keeper)
-            t["size"].append(size)
-        out = self.work / "clusters"
-        out.mkdir(parents=True, exist_ok=True)
+                    action[m] = ("near_duplicate", keeper)
+        rows = sorted([*action, *cluster])
+        ranks, positions = _node_parts(nodes[rows]) if rows else (np.empty(0, np.int64), np.empty(0, np.int64))
+        table = pa.table(
+            {
+                "rank": pa.array(ranks, pa.int64()),
+                "pos": pa.array(positions, pa.int64()),
+                "reason": pa.array([action[m][0] if m in action else "keep" for m in rows], pa.string()),
+                "ref": pa.array([action[m][1] if m in action else cluster[m][0] for m in rows], pa.string()),
+                "size": pa.array([cluster[m][1] if m in cluster else None for m in rows], pa.int32()),
+            }
+        )
         for r in range(self.signature_tasks):
-            t = by_rank.get(r, {"pos": [], "reason": [], "ref": [], "size": []})
-            table = pa.table(
-                {
-                    "pos": pa.array(t["pos"], pa.int64()),
-                    "reason": pa.array(t["reason"], pa.string()),
-                    "ref": pa.array(t["ref"], pa.string()),
-                    "size": pa.array(t["size"], pa.int32()),
-                }
-            ).sort_by("pos")
-            tmp = out / f".{r:05d}.tmp"
-            pq.write_table(table, tmp)
-            os.replace(tmp, out / f"{r:05d}.parquet")
+            mine = table.filter(pc.equal(table["rank"], r)).drop(["rank"]).sort_by("pos")
+            out = self.work / "clusters" / f"{r:05d}"
+            out.mkdir(parents=True, exist_ok=True)
+            tmp = out / f".{rank:03d}.tmp"
+            pq.write_table(mine, tmp)
+            os.replace(tmp, out / f"{rank:03d}.parquet")
         self.stat_update("removed", value=len(action))
         self.stat_update("clusters", value=len(cluster))
-        logger.info(f"dedup: {len(action)} documents to remove, {len(cluster)} near-duplicate clusters")
+        logger.info(f"dedup keepers: {len(action)} documents to remove, {len(cluster)} near-duplicate clusters")
         return
         yield
 
@@ -530,15 +552,17 @@ class DedupFilter(ReportsCounters, BaseFilter):
     name = "dedup filter"
     counter_prefixes = ("dup_clusters",)
 
-    def __init__(self, work: Path):
+    def __init__(self, work: Path, cluster_parts: int):
         super().__init__()
-        self.work = Path(work)
+        self.work, self.cluster_parts = Path(work), cluster_parts
         self.plan: dict[int, tuple[str, str, int | None]] = {}
         self.position = 0
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        path = self.work / "clusters" / f"{rank:05d}.parquet"
-        rows = pq.read_table(path).to_pylist() if path.exists() else []
+        folder = self.work / "clusters" / f"{rank:05d}"
+        rows = [
+            row for k in range(self.cluster_parts) for row in pq.read_table(folder / f"{k:03d}.parquet").to_pylist()
+        ]
         self.plan = {r["pos"]: (r["reason"], r["ref"], r["size"]) for r in rows}
         self.position = 0
         self.stat_update("dup_clusters", value=sum(1 for r in rows if r["reason"] == "keep"))
@@ -617,7 +641,8 @@ def build(ctx: StageContext) -> list[Phase]:
             verify = DedupVerify(work, ctx.tasks, cfg.verify, cfg.verify_threshold)
             phases.append(Phase("verify", [verify], cfg.verify_parts))
         phases.append(Phase("clusters", [DedupClusters(work, ctx.tasks, cfg)], 1))
-        steps.append(DedupFilter(work))
+        phases.append(Phase("keepers", [DedupKeepers(work, ctx.tasks)], cfg.cluster_parts))
+        steps.append(DedupFilter(work, cfg.cluster_parts))
     if cfg.similar_lines:
         steps.append(SimilarLines(cfg))
     phases.append(ctx.standard_phase(steps, new_columns=NEW_COLUMNS, removed_columns=REMOVED_COLUMNS))
