@@ -449,12 +449,13 @@ def test_mapcc_preset_gives_mapcc_decisions(tmp_path, books):
     assert (over.stages.dedup.bands, over.stages.dedup.rows, over.stages.dedup.verify) == (5, 13, "none")
 
 
-def test_verification_parts_hold_only_their_documents(near_copies, tmp_path):
+def test_verification_and_keeper_parts_hold_only_their_documents(near_copies, tmp_path):
     """verify_parts = 3: each verification task's shingle files hold exactly the documents of its own candidate
-    pairs (fewer than all candidates), every candidate pair is in one part, and the result equals one part's."""
+    pairs (fewer than all candidates), every candidate pair is in one part; cluster_parts = 3: every group's members
+    are in one keeper part; the result equals the one-part run's."""
     folder, _, (ref_cfg, ref_stats, ref_removed) = near_copies
     shutil.copytree(folder / "src", tmp_path / "src")
-    cfg, stats, removed = run_dedup(tmp_path, "stages.dedup.verify_parts=3")
+    cfg, stats, removed = run_dedup(tmp_path, "stages.dedup.verify_parts=3", "stages.dedup.cluster_parts=3")
     assert removed == ref_removed and stats["kept"] == ref_stats["kept"]
     work = cfg.workdir / "dedup" / "work"
     parts = [np.load(work / "candidates" / f"{v:03d}.npy") for v in range(3)]
@@ -468,6 +469,12 @@ def test_verification_parts_hold_only_their_documents(near_copies, tmp_path):
             held |= {(r << 40) | int(p) for p in pos}
         assert held == set(np.unique(pairs).tolist())
         assert len(held) < len(all_docs)
+    groups = [np.load(work / "groups" / f"{k:03d}.npy") for k in range(3)]  # rows: node, group, exact group
+    assert all(len(g) < sum(map(len, groups)) for g in groups)
+    for k, g in enumerate(groups):
+        others = np.concatenate([groups[j] for j in range(3) if j != k])
+        assert not set(g[:, 1].tolist()) & set(others[:, 1].tolist())
+        assert not set(g[:, 0].tolist()) & set(others[:, 0].tolist())
     for f in ("kept", "removed"):
         ours = pl.read_parquet(cfg.workdir / "dedup" / f / "*.parquet").sort("id")
         ref = pl.read_parquet(ref_cfg.workdir / "dedup" / f / "*.parquet").sort("id")
