@@ -1,16 +1,24 @@
 """Dedup stage: exact duplicates, then near duplicates (MinHash LSH), then near-duplicate lines inside documents.
 
-It runs in datatrove's multi-stage shape, so no process holds the corpus or all signatures:
+It runs in datatrove's multi-stage shape, split by document or key everywhere, so no task holds the corpus, all
+signatures, all candidates' shingles or all duplicate ids:
 
-1. `signatures` (executor.tasks tasks): each task reads its share of the input and writes, per document in stream
-   order, a 128-bit exact key and one 64-bit key per LSH band (MinHash over character 13-grams for Chinese, word
-   5-grams otherwise), plus the document ids, under `<stage>/work/`.
-2. `buckets` (one task per band and key range, and per key range of the exact keys): sorts one band's keys of every
-   task, restricted to its range (`bucket_parts`), and writes the pairs of documents that share a key.
-3. `clusters` (one task): connected components (scipy) of the exact pairs, then of all pairs. The keeper of a
-   group is its smallest id, so the kept set does not depend on the number of tasks. Writes per task which
-   positions to remove and the cluster of each kept one.
-4. `filter` (executor.tasks tasks, the same input split as step 1): removes `exact_duplicate` and `near_duplicate`
+1. `signatures` (executor.tasks tasks): each task reads its share of the input and writes, per document, a 128-bit
+   exact key and one 64-bit key per LSH band (MinHash over character 13-grams for Chinese, word 5-grams
+   otherwise), already split by bucket part (key % bucket_parts), plus the document ids, under `<stage>/work/`.
+2. `buckets` (one task per band and key range, and per key range of the exact keys): sorts one band's keys of its
+   range from every task and writes the pairs of documents that share a key; near pairs (smaller node first) are
+   split by verification part, hash(smaller node) % verify_parts.
+3. verification (verify = "exact": `candidates` (verify_parts tasks) lists each part's distinct pairs and the
+   documents it needs; `shingles` (executor.tasks tasks, the input split of step 1) writes those documents'
+   shingle sets once per part that needs them; `verify` (verify_parts tasks) keeps the pairs whose exact Jaccard
+   reaches verify_threshold, holding only its part's sets. verify = "signature": `verify` compares the pairs'
+   full signatures instead. verify = "none" (MAP-CC) merges every candidate.)
+4. `clusters` (one task): connected components (scipy) of the exact pairs, then of all merging pairs, on integer
+   nodes only, written split by group into cluster_parts files.
+5. `keepers` (cluster_parts tasks): the keeper of a group is its smallest id, so the kept set does not depend on
+   the number of tasks; writes per signature task which positions to remove and the cluster of each kept one.
+6. `filter` (executor.tasks tasks, the same input split as step 1): removes `exact_duplicate` and `near_duplicate`
    documents (with `duplicate_of`), records `dup_cluster`/`dup_cluster_size` on kept ones (for up-sampling as in
    FineWeb-2), and drops near-repeated lines inside each kept document (`dup_lines_removed`).
 """

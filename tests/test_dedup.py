@@ -365,6 +365,7 @@ def near_copies(tmp_path_factory, books):
     return folder, jaccards, run_dedup(folder)
 
 
+@pytest.mark.slow
 def test_default_finds_near_copies_just_above_085_and_keeps_those_below(near_copies, tmp_path, books):
     """The default (14 x 7 bands, exact verification at 0.85) removes >= 95% of copies at Jaccard 0.85-0.89 and no
     copy below the threshold nor any book without a copy; MAP-CC's 9 x 13 unverified, on the same corpus, misses
@@ -427,6 +428,7 @@ def mapcc_reference(docs: list[tuple[str, str]], seed: int) -> tuple[dict, dict]
     return removed, sizes
 
 
+@pytest.mark.slow
 def test_mapcc_preset_gives_mapcc_decisions(tmp_path, books):
     """preset = "mapcc" is MAP-CC's 9 x 13 with no verification: the same removals, reasons, keepers and cluster
     sizes as the definition above, on the near-copy corpus plus exact copies."""
@@ -449,6 +451,7 @@ def test_mapcc_preset_gives_mapcc_decisions(tmp_path, books):
     assert (over.stages.dedup.bands, over.stages.dedup.rows, over.stages.dedup.verify) == (5, 13, "none")
 
 
+@pytest.mark.slow
 def test_verification_and_keeper_parts_hold_only_their_documents(near_copies, tmp_path):
     """verify_parts = 3: each verification task's shingle files hold exactly the documents of its own candidate
     pairs (fewer than all candidates), every candidate pair is in one part; cluster_parts = 3: every group's members
@@ -481,6 +484,7 @@ def test_verification_and_keeper_parts_hold_only_their_documents(near_copies, tm
         assert ours.equals(ref)
 
 
+@pytest.mark.slow
 def test_dedup_resumes_after_a_kill_between_verification_phases(near_copies, tmp_path):
     """Kill `pipeline run dedup` once the candidates phase is complete (the shingles pass is running), rerun: the
     stage finishes with exactly the uninterrupted run's output."""
