@@ -29,7 +29,7 @@ STAGES_OFF = [
     "stages.decontam.enabled=false",
     "tokenizer.enabled=false",
     "tokens.enabled=false",
-    "stages.dedup.bands=3",  # 4 bucket tasks instead of 10 (each a Ray worker process); the same on both sides
+    "stages.dedup.bands=3",  # 4 bucket tasks instead of 15 (each a Ray worker process); the same on both sides
 ]
 
 
