@@ -8,7 +8,9 @@ phase, for several settings, runs interleaved.
 ingest,langid,filter). Each variant gets its own copy of it (`<workdir>-<name>`) and reruns only dedup (`--force`).
 
 Recall: a near copy counts as found when it and its original both reached dedup and not both were kept, as in
-bench_scale.py, binned by the copy's exact character-13-gram Jaccard with its original (ground truth `jaccard`).
+bench_scale.py, binned by the copy's exact character-13-gram Jaccard with its original (ground truth `jaccard`);
+"same group": the copy and its own original ended in one duplicate group (stricter: an original removed in favour
+of another copy of it counts as found above, not here).
 Precision: of the documents removed as near duplicates, the share whose exact Jaccard with the document named in
 `duplicate_of` is at least 0.85 (computed here from the texts, with dedup's own shingles), and the share at least 0.8.
 """
@@ -38,15 +40,23 @@ BINS = [("J=0.95", 0.93, 1.0), ("J=0.90", 0.885, 0.93), ("J>=0.85 (target 0.85)"
 def quality(corpus: Path, out: Path) -> dict:
     gt = pq.read_table(corpus / "ground_truth.parquet", columns=["id", "category", "original_id", "jaccard"])
     gt = gt.to_pylist()
-    dd_kept = set(read_ids(out / "dedup" / "kept", ["id"])["id"])
+    kept = read_ids(out / "dedup" / "kept", ["id", "dup_cluster"])
+    dd_kept = set(kept["id"])
     rem = read_ids(out / "dedup" / "removed", ["id", "reason", "duplicate_of"])
     dd_in = dd_kept | set(rem["id"])
+    # the duplicate group of each document: its keeper's id (removed: duplicate_of; kept: dup_cluster), or None
+    group = dict(zip(kept["id"], kept["dup_cluster"], strict=True)) | dict(
+        zip(rem["id"], rem["duplicate_of"], strict=True)
+    )
     res: dict = {}
     near = [r for r in gt if r["category"] == "near_dup" and r["id"] in dd_in and r["original_id"] in dd_in]
     for name, lo, hi in BINS:
         sub = [r for r in near if lo <= r["jaccard"] < hi]
         found = sum(not (r["id"] in dd_kept and r["original_id"] in dd_kept) for r in sub)
         res[f"recall {name}"] = {"found": found, "of": len(sub), "recall": round(found / len(sub), 4) if sub else None}
+        # stricter: the copy and its own original end in one group (not: one of them went with some other document)
+        same = sum(group[r["id"]] is not None and group[r["id"]] == group[r["original_id"]] for r in sub)
+        res[f"same group {name}"] = {"found": same, "of": len(sub), "share": round(same / len(sub), 4) if sub else None}
     pairs = [(i, d) for i, r, d in zip(rem["id"], rem["reason"], rem["duplicate_of"], strict=True)]
     pairs = [(i, d) for (i, d), r in zip(pairs, rem["reason"], strict=True) if r == "near_duplicate"]
     wanted = {x for p in pairs for x in p}
