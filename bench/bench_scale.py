@@ -77,8 +77,8 @@ def make_config(corpus: Path, workdir: Path) -> Path:
     text = "\n".join(kept).replace('"data/sample/', f'"{REPO}/data/sample/')
     sources = (corpus / "sources.toml").read_text(encoding="utf-8")
     sources = re.sub(r'^path = "([^"]+)"', lambda m: f'path = "{corpus.resolve() / m.group(1)}"', sources, flags=re.M)
-    # At the end: the trimmed pipeline.toml names only the tables it sets, and an array of tables may follow any table.
-    text = text.rstrip("\n") + "\n\n" + sources
+    first_stage = text.index("\n[stages.") + 1  # the trimmed pipeline.toml has no [stages.ingest] table
+    text = text[:first_stage] + sources + text[first_stage:]
     workdir.mkdir(parents=True, exist_ok=True)
     cfg = workdir / "pipeline.toml"
     cfg.write_text(text, encoding="utf-8")
@@ -154,9 +154,10 @@ def phase_windows(stage_dir: Path) -> list[tuple[str, float, float]]:
     return sorted(out, key=lambda w: w[1])
 
 
-def run_stage(cfg: Path, stage: str, tasks: int, workers: int) -> dict:
+def run_stage(cfg: Path, stage: str, tasks: int, workers: int, extra: tuple[str, ...] = ()) -> dict:
+    """`extra`: more command-line arguments (e.g. --force, --set key=value), as bench_dedup_scale.py passes."""
     cmd = [str(REPO / ".venv" / "bin" / "pipeline"), "run", stage, "--config", str(cfg),
-           "--set", f"executor.tasks={tasks}", "--set", f"executor.workers={workers}"]  # fmt: skip
+           "--set", f"executor.tasks={tasks}", "--set", f"executor.workers={workers}", *extra]  # fmt: skip
     load_before = loadavg()
     t0 = time.time()
     log = open(cfg.parent / f"{stage}.log", "w")  # noqa: SIM115  (closed below)

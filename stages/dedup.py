@@ -1,16 +1,24 @@
 """Dedup stage: exact duplicates, then near duplicates (MinHash LSH), then near-duplicate lines inside documents.
 
-It runs in datatrove's multi-stage shape, so no process holds the corpus or all signatures:
+It runs in datatrove's multi-stage shape, split by document or key everywhere, so no task holds the corpus, all
+signatures, all candidates' shingles or all duplicate ids:
 
-1. `signatures` (executor.tasks tasks): each task reads its share of the input and writes, per document in stream
-   order, a 128-bit exact key and one 64-bit key per LSH band (MinHash over character 13-grams for Chinese, word
-   5-grams otherwise), plus the document ids, under `<stage>/work/`.
-2. `buckets` (one task per band and key range, and per key range of the exact keys): sorts one band's keys of every
-   task, restricted to its range (`bucket_parts`), and writes the pairs of documents that share a key.
-3. `clusters` (one task): connected components (scipy) of the exact pairs, then of all pairs. The keeper of a
-   group is its smallest id, so the kept set does not depend on the number of tasks. Writes per task which
-   positions to remove and the cluster of each kept one.
-4. `filter` (executor.tasks tasks, the same input split as step 1): removes `exact_duplicate` and `near_duplicate`
+1. `signatures` (executor.tasks tasks): each task reads its share of the input and writes, per document, a 128-bit
+   exact key and one 64-bit key per LSH band (MinHash over character 13-grams for Chinese, word 5-grams
+   otherwise), already split by bucket part (key % bucket_parts), plus the document ids, under `<stage>/work/`.
+2. `buckets` (one task per band and key range, and per key range of the exact keys): sorts one band's keys of its
+   range from every task and writes the pairs of documents that share a key; near pairs (smaller node first) are
+   split by verification part, hash(smaller node) % verify_parts.
+3. verification (verify = "exact": `candidates` (verify_parts tasks) lists each part's distinct pairs and the
+   documents it needs; `shingles` (executor.tasks tasks, the input split of step 1) writes those documents'
+   shingle sets once per part that needs them; `verify` (verify_parts tasks) keeps the pairs whose exact Jaccard
+   reaches verify_threshold, holding only its part's sets. verify = "signature": `verify` compares the pairs'
+   full signatures instead. verify = "none" (MAP-CC) merges every candidate.)
+4. `clusters` (one task): connected components (scipy) of the exact pairs, then of all merging pairs, on integer
+   nodes only, written split by group into cluster_parts files.
+5. `keepers` (cluster_parts tasks): the keeper of a group is its smallest id, so the kept set does not depend on
+   the number of tasks; writes per signature task which positions to remove and the cluster of each kept one.
+6. `filter` (executor.tasks tasks, the same input split as step 1): removes `exact_duplicate` and `near_duplicate`
    documents (with `duplicate_of`), records `dup_cluster`/`dup_cluster_size` on kept ones (for up-sampling as in
    FineWeb-2), and drops near-repeated lines inside each kept document (`dup_lines_removed`).
 """
@@ -24,6 +32,7 @@ from typing import Literal
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
@@ -41,6 +50,7 @@ from stages.dedup_rules import (
     minhash_signature,
     remove_similar_lines,
     shingles_for,
+    spread_hash,
 )
 from stages.io import ReportsCounters, ShardReader
 
@@ -58,6 +68,12 @@ def natural_key(doc_id: str) -> tuple:
 # sharpens usefully, and small enough that signature memory stays bounded per document.
 MAX_PERMUTATIONS = 1024
 
+# The values a preset gives the keys not set beside it. "default" is the field defaults below.
+DEDUP_PRESETS: dict[str, dict] = {
+    "default": {},
+    "mapcc": {"bands": 9, "rows": 13, "verify": "none"},
+}
+
 
 class DedupConfig(StageConfig):
     """Exact duplicates, then MinHash near duplicates, then near-repeated lines inside a document (MAP-CC's order)."""
@@ -72,22 +88,36 @@ class DedupConfig(StageConfig):
     """Shingle size in characters for Chinese text (MAP-CC: 13)."""
     word_ngram: int = Field(5, ge=1)
     """Shingle size in words for other text (datatrove/FineWeb: 5)."""
-    bands: int = Field(9, ge=1)
+    preset: Literal["default", "mapcc"] = "default"
+    """Named MinHash settings; bands, rows, verify and verify_threshold set beside it override the preset's.
+    "default": 14 x 7 bands and exact verification at 0.85 (recall ~0.99 just above 0.85, see BENCHMARKS.md);
+    "mapcc": MAP-CC's 9 x 13 bands with every candidate merged unverified (a pair at Jaccard 0.85 is a candidate
+    69% of the time)."""
+    bands: int = Field(14, ge=1)
     """LSH bands (see rows)."""
-    rows: int = Field(13, ge=1)
-    """bands x rows permutations (at most 1024); a pair is a candidate when one band matches. 9 x 13 (MAP-CC) puts
-    the 50% point at a Jaccard similarity of (1/9)**(1/13) = 0.845."""
-    verify: Literal["none", "signature", "exact"] = "signature"
+    rows: int = Field(7, ge=1)
+    """bands x rows permutations (at most 1024); a pair is a candidate when one band matches, with probability
+    1 - (1 - J**rows)**bands at Jaccard J. 14 x 7 (98 permutations, fewer than MAP-CC's 117): 0.9955 at J = 0.85,
+    0.70 at 0.7 (verification removes those); MAP-CC's 9 x 13: 0.69 at 0.85."""
+    verify: Literal["none", "signature", "exact"] = "exact"
     """How a candidate pair from a shared band is confirmed before it is merged: "none" accepts every candidate
     (MAP-CC); "signature" compares the full signatures (estimated Jaccard, no extra pass); "exact" computes the
-    exact Jaccard of the two shingle sets (one more pass over the input, shingling only candidate documents)."""
-    verify_threshold: float = Field(0.8, ge=0, le=1)
+    exact Jaccard of the two shingle sets (one more pass over the input, shingling only candidate documents).
+    Either check runs in `verify_parts` tasks, each over the pairs of its share of the documents."""
+    verify_threshold: float = Field(0.85, ge=0, le=1)
     """The (estimated or exact) Jaccard a candidate pair needs to be merged. See BENCHMARKS.md for the precision
     and recall of each mode."""
+    verify_parts: int = Field(1, ge=1)
+    """Verification tasks: candidate pairs go to part hash(first document) % verify_parts, and a task holds only the
+    shingle sets of its pairs' documents (about 8 bytes per character of each), so its memory falls as this
+    rises. Raise it with the corpus, like bucket_parts."""
+    cluster_parts: int = Field(1, ge=1)
+    """Tasks that choose the keeper of each duplicate group: groups go to part hash(group) % cluster_parts, and a
+    task holds only its groups' members and their ids (the one clusters task before it holds integers only)."""
     bucket_parts: int = Field(1, ge=1)
     """Tasks per band (and for the exact keys): each keeps the keys with key % bucket_parts == its part, so a
-    bucket task holds 16 bytes x documents / bucket_parts. Raise it with the corpus (datatrove's workers per
-    bucket)."""
+    bucket task holds 16 bytes x documents / bucket_parts. The signatures step writes its keys already split by
+    part, so a bucket task reads only its own part. Raise it with the corpus (datatrove's workers per bucket)."""
     similar_lines: bool = True
     """Drop lines that nearly repeat an earlier line of the same document (MAP-CC); code documents are skipped."""
     line_max_distance: float = Field(0.1, ge=0, le=1)
@@ -96,6 +126,13 @@ class DedupConfig(StageConfig):
     """Lines shorter than this many characters are dropped only when exactly equal."""
     line_max_candidates: int = Field(2000, ge=1)
     """Earlier lines each line is compared with (bounds the work on pathological documents)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _apply_preset(cls, data):
+        if isinstance(data, dict) and data.get("preset") in DEDUP_PRESETS:
+            data = {**DEDUP_PRESETS[data["preset"]], **data}
+        return data
 
     @model_validator(mode="after")
     def _something_to_do(self):
@@ -116,8 +153,19 @@ def _save(path: Path, array: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
+def _part_of(nodes: np.ndarray, parts: int) -> np.ndarray:
+    """The verification part of each document node (a hash, so parts are even whatever the task split)."""
+    if parts == 1:
+        return np.zeros(len(nodes), dtype=np.int64)
+    return (spread_hash(nodes) % np.uint64(parts)).astype(np.int64)
+
+
+def _load_or_empty(files: list[Path], shape: tuple[int, ...], dtype) -> np.ndarray:
+    return np.concatenate([np.load(f) for f in files]) if files else np.empty(shape, dtype=dtype)
+
+
 class DedupSignatures(PipelineStep):
-    """Step 1: exact keys and LSH band keys of every document of this task, in stream order."""
+    """Step 1: exact keys and LSH band keys of every document of this task, already split by bucket part."""
 
     name = "dedup signatures"
     type = "🫂 - DEDUP"
@@ -125,6 +173,16 @@ class DedupSignatures(PipelineStep):
     def __init__(self, work: Path, cfg: DedupConfig, seed: int):
         super().__init__()
         self.work, self.cfg, self.seed = Path(work), cfg, seed
+
+    def _save_by_part(self, folder: Path, tag: str, keys: np.ndarray, positions: np.ndarray, low: np.ndarray) -> None:
+        """Keys and their stream positions, one file pair per bucket part (part = low % bucket_parts), so a bucket
+        task reads its own range and not every task's whole band."""
+        parts = self.cfg.bucket_parts
+        part = low % np.uint64(parts) if parts > 1 else np.zeros(len(low), dtype=np.uint64)
+        for p in range(parts):
+            sel = part == p
+            _save(folder / f"{p:03d}" / f"{tag}_keys.npy", np.ascontiguousarray(keys[sel]))
+            _save(folder / f"{p:03d}" / f"{tag}_pos.npy", positions[sel])
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         cfg = self.cfg
@@ -144,17 +202,18 @@ class DedupSignatures(PipelineStep):
             self.stat_update("documents")
         tag = f"{rank:05d}"
         if cfg.exact:
-            _save(self.work / "exact" / f"{tag}.npy", np.asarray(exact, dtype=np.uint64).reshape(-1, 2))
+            keys = np.asarray(exact, dtype=np.uint64).reshape(-1, 2)
+            self._save_by_part(self.work / "exact", tag, keys, np.arange(len(keys), dtype=np.int64), keys[:, 0])
         if cfg.minhash:
             mask = np.asarray(has_sig, dtype=bool)
+            positions = np.flatnonzero(mask).astype(np.int64)
             full = np.asarray(sigs, dtype=np.uint32).reshape(-1, cfg.bands * cfg.rows)
-            keys = np.zeros((len(mask), cfg.bands), dtype=np.uint64)  # documents without shingles: zero keys, masked
-            keys[mask] = band_keys(full, cfg.bands, cfg.rows)  # all of the task's documents at once
-            _save(self.work / "signatures" / f"{tag}.npy", full)  # rows in the order of bands/positions
+            keys = band_keys(full, cfg.bands, cfg.rows)  # all of the task's documents at once
+            if cfg.verify == "signature":  # rows in the order of positions
+                _save(self.work / "signatures" / f"{tag}.npy", full)
+                _save(self.work / "signatures" / f"{tag}_pos.npy", positions)
             for band in range(cfg.bands):
-                _save(self.work / "bands" / f"{band:03d}" / f"{tag}.npy", keys[mask, band])
-                if band == 0:
-                    _save(self.work / "bands" / "positions" / f"{tag}.npy", np.flatnonzero(mask).astype(np.int64))
+                self._save_by_part(self.work / "bands" / f"{band:03d}", tag, keys[:, band], positions, keys[:, band])
         table = pa.table({"id": pa.array(ids, pa.string())})
         tmp = self.work / "ids" / f".{tag}.tmp"
         tmp.parent.mkdir(parents=True, exist_ok=True)
@@ -178,7 +237,8 @@ def _pairs_of_equal_keys(keys: np.ndarray, nodes: np.ndarray) -> np.ndarray:
 
 
 class DedupBuckets(PipelineStep):
-    """Step 2: one task per LSH band (and one for exact keys) finds documents sharing a key across all tasks."""
+    """Step 2: one task per LSH band and key range (and per range of the exact keys) finds documents sharing a key
+    across all tasks. Near pairs are written ordered (smaller node first) and split by verification part."""
 
     name = "dedup buckets"
     type = "🫂 - DEDUP"
@@ -188,25 +248,24 @@ class DedupBuckets(PipelineStep):
         self.work, self.cfg, self.signature_tasks = Path(work), cfg, signature_tasks
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        parts = self.cfg.bucket_parts
-        group, part = divmod(rank, parts)
-        exact_task = self.cfg.exact and group == (self.cfg.bands if self.cfg.minhash else 0)
+        cfg = self.cfg
+        group, part = divmod(rank, cfg.bucket_parts)
+        exact_task = cfg.exact and group == (cfg.bands if cfg.minhash else 0)
+        folder = (self.work / "exact" if exact_task else self.work / "bands" / f"{group:03d}") / f"{part:03d}"
         keys, nodes = [], []
         for r in range(self.signature_tasks):
-            if exact_task:
-                k = np.load(self.work / "exact" / f"{r:05d}.npy", mmap_mode="r")
-                sel = np.flatnonzero(k[:, 0] % np.uint64(parts) == part) if parts > 1 else np.arange(len(k))
-                pos = sel.astype(np.int64)
-            else:
-                k = np.load(self.work / "bands" / f"{group:03d}" / f"{r:05d}.npy", mmap_mode="r")
-                sel = np.flatnonzero(k % np.uint64(parts) == part) if parts > 1 else np.arange(len(k))
-                pos = np.load(self.work / "bands" / "positions" / f"{r:05d}.npy", mmap_mode="r")[sel]
-            keys.append(np.asarray(k[sel]))
-            nodes.append((np.int64(r) << RANK_BITS) | np.asarray(pos, dtype=np.int64))
+            keys.append(np.load(folder / f"{r:05d}_keys.npy"))
+            nodes.append((np.int64(r) << RANK_BITS) | np.load(folder / f"{r:05d}_pos.npy"))
         all_keys = np.concatenate(keys) if keys else np.empty(0, dtype=np.uint64)
         pairs = _pairs_of_equal_keys(all_keys, np.concatenate(nodes) if nodes else np.empty(0, dtype=np.int64))
-        name = f"exact_{part:03d}" if exact_task else f"band_{group:03d}_{part:03d}"
-        _save(self.work / "pairs" / f"{name}.npy", pairs)
+        if exact_task:
+            _save(self.work / "pairs" / "exact" / f"exact_{part:03d}.npy", pairs)
+        else:
+            pairs = np.sort(pairs, axis=1)
+            verify_parts = cfg.verify_parts if cfg.verify != "none" else 1
+            owner = _part_of(pairs[:, 0], verify_parts)
+            for v in range(verify_parts):
+                _save(self.work / "pairs" / "near" / f"{v:03d}" / f"band_{group:03d}_{part:03d}.npy", pairs[owner == v])
         self.stat_update("pairs", value=len(pairs))
         return
         yield
@@ -232,8 +291,15 @@ def _node_parts(nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return nodes >> RANK_BITS, nodes & ((1 << RANK_BITS) - 1)
 
 
+def _candidate_pairs(work: Path, part: int) -> np.ndarray:
+    """The distinct candidate pairs (smaller node first) of one verification part, over all bands."""
+    pairs = _load_or_empty(sorted((work / "pairs" / "near" / f"{part:03d}").glob("band_*.npy")), (0, 2), np.int64)
+    return np.unique(pairs, axis=0) if len(pairs) else pairs
+
+
 class DedupCandidates(PipelineStep):
-    """For exact verification (one task): the distinct candidate pairs, and per task the positions to shingle."""
+    """For exact verification (verify_parts tasks): a part's distinct candidate pairs, and for each signature task
+    the positions of the documents this part needs shingled."""
 
     name = "dedup candidates"
     type = "🫂 - DEDUP"
@@ -243,13 +309,11 @@ class DedupCandidates(PipelineStep):
         self.work, self.signature_tasks = Path(work), signature_tasks
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        files = sorted((self.work / "pairs").glob("band_*.npy"))
-        pairs = np.concatenate([np.load(f) for f in files]) if files else np.empty((0, 2), dtype=np.int64)
-        pairs = np.unique(np.sort(pairs, axis=1), axis=0) if len(pairs) else pairs
-        _save(self.work / "candidates.npy", pairs)
+        pairs = _candidate_pairs(self.work, rank)
+        _save(self.work / "candidates" / f"{rank:03d}.npy", pairs)
         ranks, positions = _node_parts(np.unique(pairs.ravel()))
         for r in range(self.signature_tasks):
-            _save(self.work / "candidates" / f"{r:05d}.npy", np.sort(positions[ranks == r]))
+            _save(self.work / "wanted" / f"{r:05d}" / f"{rank:03d}.npy", positions[ranks == r])
         self.stat_update("candidate_pairs", value=len(pairs))
         return
         yield
@@ -257,7 +321,7 @@ class DedupCandidates(PipelineStep):
 
 class CandidateShingles(PipelineStep):
     """For exact verification (one task per signature task, same input split): the shingle sets of this task's
-    candidate documents, concatenated, with offsets."""
+    candidate documents, written once per verification part that needs them (concatenated, with offsets)."""
 
     name = "candidate shingles"
     type = "🫂 - DEDUP"
@@ -267,20 +331,27 @@ class CandidateShingles(PipelineStep):
         self.work, self.cfg = Path(work), cfg
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        wanted = set(np.load(self.work / "candidates" / f"{rank:05d}.npy").tolist())
-        positions, sets = [], []
+        parts = self.cfg.verify_parts
+        wanted = [np.load(self.work / "wanted" / f"{rank:05d}" / f"{v:03d}.npy") for v in range(parts)]
+        needed_by: dict[int, list[int]] = {}
+        for v, positions in enumerate(wanted):
+            for p in positions.tolist():
+                needed_by.setdefault(p, []).append(v)
+        sets: dict[int, np.ndarray] = {}
         for pos, doc in enumerate(data or ()):
-            if pos in wanted:
-                positions.append(pos)
+            if pos in needed_by:
                 meta = doc.metadata
-                sets.append(
-                    shingles_for(doc.text, meta.get("lang"), meta.get("kind"), self.cfg.char_ngram, self.cfg.word_ngram)
+                sets[pos] = shingles_for(
+                    doc.text, meta.get("lang"), meta.get("kind"), self.cfg.char_ngram, self.cfg.word_ngram
                 )
-        offsets = np.concatenate(([0], np.cumsum([len(x) for x in sets]))).astype(np.int64)
-        values = np.concatenate(sets) if sets else np.empty(0, dtype=np.uint64)
-        _save(self.work / "shingles" / f"{rank:05d}_pos.npy", np.asarray(positions, dtype=np.int64))
-        _save(self.work / "shingles" / f"{rank:05d}_off.npy", offsets)
-        _save(self.work / "shingles" / f"{rank:05d}_val.npy", values)
+        for v, positions in enumerate(wanted):
+            chunks = [sets[p] for p in positions.tolist()]  # wanted positions are sorted: rows in stream order
+            offsets = np.concatenate(([0], np.cumsum([len(x) for x in chunks]))).astype(np.int64)
+            base = self.work / "shingles" / f"{v:03d}" / f"{rank:05d}"
+            _save(Path(f"{base}_pos.npy"), positions.astype(np.int64))
+            _save(Path(f"{base}_off.npy"), offsets)
+            _save(Path(f"{base}_val.npy"), np.concatenate(chunks) if chunks else np.empty(0, dtype=np.uint64))
+        self.stat_update("candidate_documents", value=len(sets))
         return
         yield
 
@@ -298,6 +369,68 @@ def _gather_rows(mats: dict[int, np.ndarray], ranks: np.ndarray, rows: np.ndarra
     return out
 
 
+class DedupVerify(PipelineStep):
+    """Confirms one part's candidate pairs (verify_parts tasks): by exact Jaccard of the shingle sets, holding only
+    this part's documents' sets, or by the share of equal signature values, reading only the candidates' rows."""
+
+    name = "dedup verify"
+    type = "🫂 - DEDUP"
+
+    def __init__(self, work: Path, signature_tasks: int, verify: str, verify_threshold: float):
+        super().__init__()
+        self.work, self.signature_tasks = Path(work), signature_tasks
+        self.verify, self.verify_threshold = verify, verify_threshold
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        if self.verify == "exact":
+            pairs = np.load(self.work / "candidates" / f"{rank:03d}.npy")
+            accepted = self.exact_verified(pairs, rank)
+        else:
+            pairs = _candidate_pairs(self.work, rank)
+            accepted = self.signature_verified(pairs)
+        _save(self.work / "verified" / f"{rank:03d}.npy", accepted)
+        self.stat_update("candidate_pairs", value=len(pairs))
+        self.stat_update("verified_pairs", value=len(accepted))
+        return
+        yield
+
+    def exact_verified(self, pairs: np.ndarray, part: int) -> np.ndarray:
+        """The pairs whose exact shingle-set Jaccard is at least `verify_threshold`."""
+        sets: dict[int, np.ndarray] = {}
+        for r in range(self.signature_tasks):
+            base = self.work / "shingles" / f"{part:03d}" / f"{r:05d}"
+            pos = np.load(f"{base}_pos.npy")
+            off = np.load(f"{base}_off.npy")
+            val = np.load(f"{base}_val.npy")
+            for i, p in enumerate(pos.tolist()):
+                sets[(r << RANK_BITS) | p] = val[off[i] : off[i + 1]]
+        keep = np.array([jaccard(sets[a], sets[b]) >= self.verify_threshold for a, b in pairs.tolist()], dtype=bool)
+        return pairs[keep] if len(pairs) else pairs
+
+    def signature_verified(self, pairs: np.ndarray) -> np.ndarray:
+        """The pairs whose full signatures agree on at least `verify_threshold` of the permutations. Signatures are
+        memory-mapped and only the candidates' rows are read."""
+        if len(pairs) == 0:
+            return pairs
+        rows = np.empty(pairs.shape, dtype=np.int64)
+        mats = {}
+        ranks = pairs >> RANK_BITS
+        for r in np.unique(ranks):
+            positions = np.load(self.work / "signatures" / f"{int(r):05d}_pos.npy")
+            mats[int(r)] = np.load(self.work / "signatures" / f"{int(r):05d}.npy", mmap_mode="r")
+            sel = ranks == r
+            rows[sel] = np.searchsorted(positions, pairs[sel] & ((1 << RANK_BITS) - 1))
+        # compared in blocks of rows gathered per task: a Python loop per pair measured ~10 us a pair (about three
+        # hours for the billion pairs of a 10 TB corpus, in one task), blocks ~2 us on the same loaded machine
+        agree = np.empty(len(pairs))
+        for start in range(0, len(pairs), VERIFY_BLOCK):
+            block = slice(start, start + VERIFY_BLOCK)
+            left = _gather_rows(mats, ranks[block, 0], rows[block, 0])
+            right = _gather_rows(mats, ranks[block, 1], rows[block, 1])
+            agree[block] = np.count_nonzero(left == right, axis=1) / left.shape[1]
+        return pairs[agree >= self.verify_threshold]
+
+
 def _groups(labels: np.ndarray) -> list[np.ndarray]:
     """Indices of each component, from one sort of the labels (not one scan of all nodes per component)."""
     if len(labels) == 0:
@@ -307,135 +440,116 @@ def _groups(labels: np.ndarray) -> list[np.ndarray]:
 
 
 class DedupClusters(PipelineStep):
-    """Step 3 (one task): groups, keepers (smallest id) and what to do with every grouped document."""
+    """Step 3 (one task): connected components of the exact pairs and of all merging pairs, on integer nodes only
+    (about 60 bytes per grouped document: no ids, no Python objects), written split by component into
+    `cluster_parts` files for the keepers step."""
 
     name = "dedup clusters"
     type = "🫂 - DEDUP"
 
-    def __init__(self, work: Path, signature_tasks: int, verify: str = "none", verify_threshold: float = 0.0):
+    def __init__(self, work: Path, signature_tasks: int, cfg: DedupConfig):
+        super().__init__()
+        self.work, self.signature_tasks, self.cfg = Path(work), signature_tasks, cfg
+
+    def near_pairs(self) -> np.ndarray:
+        """The pairs that merge near duplicates: the verified ones, or (no verification) every candidate. Files are
+        named from the config, not globbed, so leftovers of a run with other settings are never read."""
+        cfg = self.cfg
+        if not cfg.minhash:
+            return np.empty((0, 2), dtype=np.int64)
+        if cfg.verify != "none":
+            files = [self.work / "verified" / f"{v:03d}.npy" for v in range(cfg.verify_parts)]
+        else:
+            near = self.work / "pairs" / "near" / "000"
+            files = [near / f"band_{g:03d}_{p:03d}.npy" for g in range(cfg.bands) for p in range(cfg.bucket_parts)]
+        return _load_or_empty(files, (0, 2), np.int64)
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        exact_files = [self.work / "pairs" / "exact" / f"exact_{p:03d}.npy" for p in range(self.cfg.bucket_parts)]
+        exact = _load_or_empty(exact_files if self.cfg.exact else [], (0, 2), np.int64)
+        near = self.near_pairs()
+        # the pairs that decided the clusters, for inspection (node = task << 40 | position; ids in work/ids/)
+        _save(self.work / "accepted_pairs.npy", near)
+        nodes, labels = _components(np.concatenate([exact, near]))
+        del near
+        # every node of an exact pair is also a node of all pairs: its exact group label, or -1
+        exact_nodes, exact_labels = _components(exact)
+        exact_of = np.full(len(nodes), -1, dtype=np.int64)
+        exact_of[np.searchsorted(nodes, exact_nodes)] = exact_labels
+        part = _part_of(labels, self.cfg.cluster_parts)
+        for k in range(self.cfg.cluster_parts):
+            sel = part == k
+            _save(self.work / "groups" / f"{k:03d}.npy", np.stack([nodes[sel], labels[sel], exact_of[sel]], axis=1))
+        self.stat_update("grouped_documents", value=len(nodes))
+        self.stat_update("groups", value=int(labels.max()) + 1 if len(labels) else 0)
+        return
+        yield
+
+
+class DedupKeepers(PipelineStep):
+    """Step 3b (cluster_parts tasks): for the components of one part, the keeper of each exact group and of each
+    near-duplicate group (the smallest id, so the kept set does not depend on the number of tasks), and what to do
+    with every member, written per signature task. A task holds only its part's members and their ids."""
+
+    name = "dedup keepers"
+    type = "🫂 - DEDUP"
+
+    def __init__(self, work: Path, signature_tasks: int):
         super().__init__()
         self.work, self.signature_tasks = Path(work), signature_tasks
-        self.verify, self.verify_threshold = verify, verify_threshold
-
-    def verified(self, pairs: np.ndarray) -> np.ndarray:
-        if self.verify == "exact":
-            return self.exact_verified()
-        if self.verify == "signature":
-            return self.signature_verified(pairs)
-        return pairs
-
-    def exact_verified(self) -> np.ndarray:
-        """The candidate pairs whose exact shingle-set Jaccard is at least `verify_threshold`."""
-        pairs = np.load(self.work / "candidates.npy")
-        sets: dict[int, np.ndarray] = {}
-        for r in range(self.signature_tasks):
-            base = self.work / "shingles" / f"{r:05d}"
-            pos = np.load(f"{base}_pos.npy")
-            off = np.load(f"{base}_off.npy")
-            val = np.load(f"{base}_val.npy", mmap_mode="r")
-            for i, p in enumerate(pos.tolist()):
-                sets[(r << RANK_BITS) | p] = np.asarray(val[off[i] : off[i + 1]])
-        keep = np.array([jaccard(sets[a], sets[b]) >= self.verify_threshold for a, b in pairs.tolist()], dtype=bool)
-        self.stat_update("candidate_pairs", value=len(pairs))
-        return pairs[keep] if len(pairs) else pairs
-
-    def signature_verified(self, pairs: np.ndarray) -> np.ndarray:
-        """The candidate pairs whose full signatures agree on at least `verify_threshold` of the permutations.
-        Signatures are memory-mapped and only the candidates' rows are read."""
-        if len(pairs) == 0:
-            return pairs
-        pairs = np.unique(np.sort(pairs, axis=1), axis=0)
-        rows = np.empty(pairs.shape, dtype=np.int64)
-        mats = {}
-        ranks = pairs >> RANK_BITS
-        for r in np.unique(ranks):
-            positions = np.load(self.work / "bands" / "positions" / f"{int(r):05d}.npy")
-            mats[int(r)] = np.load(self.work / "signatures" / f"{int(r):05d}.npy", mmap_mode="r")
-            sel = ranks == r
-            rows[sel] = np.searchsorted(positions, pairs[sel] & ((1 << RANK_BITS) - 1))
-        # compared in blocks of rows gathered per task: a Python loop per pair measured ~10 us a pair (about three
-        # hours for the billion pairs of a 10 TB corpus, in this single task), blocks ~2 us on the same loaded machine
-        agree = np.empty(len(pairs))
-        for start in range(0, len(pairs), VERIFY_BLOCK):
-            block = slice(start, start + VERIFY_BLOCK)
-            left = _gather_rows(mats, ranks[block, 0], rows[block, 0])
-            right = _gather_rows(mats, ranks[block, 1], rows[block, 1])
-            agree[block] = np.count_nonzero(left == right, axis=1) / left.shape[1]
-        self.stat_update("candidate_pairs", value=len(pairs))
-        return pairs[agree >= self.verify_threshold]
 
     def ids_of(self, nodes: np.ndarray) -> np.ndarray:
+        """The document ids of nodes, reading one signature task's id column at a time."""
         out = np.empty(len(nodes), dtype=object)
         ranks = nodes >> RANK_BITS
         for r in np.unique(ranks):
-            ids = pq.read_table(self.work / "ids" / f"{int(r):05d}.parquet").column("id").to_numpy(zero_copy_only=False)
+            ids = pq.read_table(self.work / "ids" / f"{int(r):05d}.parquet").column("id")
             sel = ranks == r
-            out[sel] = ids[nodes[sel] & ((1 << RANK_BITS) - 1)]
+            out[sel] = ids.take(pa.array(nodes[sel] & ((1 << RANK_BITS) - 1))).to_numpy(zero_copy_only=False)
         return out
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        exact_files = sorted((self.work / "pairs").glob("exact_*.npy"))
-        band_files = sorted((self.work / "pairs").glob("band_*.npy"))
-        exact = np.concatenate([np.load(f) for f in exact_files]) if exact_files else np.empty((0, 2), dtype=np.int64)
-        near = [np.load(f) for f in band_files]
-        near = [self.verified(np.concatenate(near))] if near else []
-        # the pairs that decided the clusters, for inspection (node = task << 40 | position; ids in work/ids/)
-        _save(self.work / "accepted_pairs.npy", near[0] if near else np.empty((0, 2), dtype=np.int64))
-        all_pairs = np.concatenate([exact, *near]) if near or len(exact) else np.empty((0, 2), dtype=np.int64)
-
-        action: dict[int, tuple[str, str]] = {}  # node -> (reason, duplicate_of)
-        # every node of an exact pair is also in all_pairs: one read of the ids serves both passes
-        nodes, labels = _components(all_pairs)
+        groups = np.load(self.work / "groups" / f"{rank:03d}.npy")
+        nodes, labels, exact_labels = groups[:, 0], groups[:, 1], groups[:, 2]
         ids = self.ids_of(nodes)
+        action: dict[int, tuple[str, str]] = {}  # row -> (reason, duplicate_of)
         # exact groups first: one copy (the earliest id) survives each
-        exact_nodes, exact_labels = _components(exact)
-        exact_ids = ids[np.searchsorted(nodes, exact_nodes)]
-        for members in _groups(exact_labels):
-            keeper = min(exact_ids[members], key=natural_key)
-            for m in members:
-                if exact_ids[m] != keeper:
-                    action[int(exact_nodes[m])] = ("exact_duplicate", keeper)
+        in_exact = np.flatnonzero(exact_labels >= 0)
+        for members in _groups(exact_labels[in_exact]):
+            rows = in_exact[members]
+            keeper = min(ids[rows], key=natural_key)
+            action.update({int(m): ("exact_duplicate", keeper) for m in rows if ids[m] != keeper})
         # near-duplicate components over everything; the earliest surviving id is kept
         cluster: dict[int, tuple[str, int]] = {}
         for members in _groups(labels):
-            survivors = [m for m in members if int(nodes[m]) not in action]
+            survivors = [int(m) for m in members if int(m) not in action]
             keeper = min((ids[m] for m in survivors), key=natural_key)
             for m in survivors:
                 if ids[m] == keeper:
-                    cluster[int(nodes[m])] = (keeper, len(members))
+                    cluster[m] = (keeper, len(members))
                 else:
-                    action[int(nodes[m])] = ("near_duplicate", keeper)
-        by_rank: dict[int, dict[str, list]] = {}
-        for node, (reason, dup_of) in action.items():
-            t = by_rank.setdefault(node >> RANK_BITS, {"pos": [], "reason": [], "ref": [], "size": []})
-            t["pos"].append(node & ((1 << RANK_BITS) - 1))
-            t["reason"].append(reason)
-            t["ref"].append(dup_of)
-            t["size"].append(None)
-        for node, (keeper, size) in cluster.items():
-            t = by_rank.setdefault(node >> RANK_BITS, {"pos": [], "reason": [], "ref": [], "size": []})
-            t["pos"].append(node & ((1 << RANK_BITS) - 1))
-            t["reason"].append("keep")
-            t["ref"].append(keeper)
-            t["size"].append(size)
-        out = self.work / "clusters"
-        out.mkdir(parents=True, exist_ok=True)
+                    action[m] = ("near_duplicate", keeper)
+        rows = sorted([*action, *cluster])
+        ranks, positions = _node_parts(nodes[rows]) if rows else (np.empty(0, np.int64), np.empty(0, np.int64))
+        table = pa.table(
+            {
+                "rank": pa.array(ranks, pa.int64()),
+                "pos": pa.array(positions, pa.int64()),
+                "reason": pa.array([action[m][0] if m in action else "keep" for m in rows], pa.string()),
+                "ref": pa.array([action[m][1] if m in action else cluster[m][0] for m in rows], pa.string()),
+                "size": pa.array([cluster[m][1] if m in cluster else None for m in rows], pa.int32()),
+            }
+        )
         for r in range(self.signature_tasks):
-            t = by_rank.get(r, {"pos": [], "reason": [], "ref": [], "size": []})
-            table = pa.table(
-                {
-                    "pos": pa.array(t["pos"], pa.int64()),
-                    "reason": pa.array(t["reason"], pa.string()),
-                    "ref": pa.array(t["ref"], pa.string()),
-                    "size": pa.array(t["size"], pa.int32()),
-                }
-            ).sort_by("pos")
-            tmp = out / f".{r:05d}.tmp"
-            pq.write_table(table, tmp)
-            os.replace(tmp, out / f"{r:05d}.parquet")
+            mine = table.filter(pc.equal(table["rank"], r)).drop(["rank"]).sort_by("pos")
+            out = self.work / "clusters" / f"{r:05d}"
+            out.mkdir(parents=True, exist_ok=True)
+            tmp = out / f".{rank:03d}.tmp"
+            pq.write_table(mine, tmp)
+            os.replace(tmp, out / f"{rank:03d}.parquet")
         self.stat_update("removed", value=len(action))
         self.stat_update("clusters", value=len(cluster))
-        logger.info(f"dedup: {len(action)} documents to remove, {len(cluster)} near-duplicate clusters")
+        logger.info(f"dedup keepers: {len(action)} documents to remove, {len(cluster)} near-duplicate clusters")
         return
         yield
 
@@ -446,15 +560,17 @@ class DedupFilter(ReportsCounters, BaseFilter):
     name = "dedup filter"
     counter_prefixes = ("dup_clusters",)
 
-    def __init__(self, work: Path):
+    def __init__(self, work: Path, cluster_parts: int):
         super().__init__()
-        self.work = Path(work)
+        self.work, self.cluster_parts = Path(work), cluster_parts
         self.plan: dict[int, tuple[str, str, int | None]] = {}
         self.position = 0
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        path = self.work / "clusters" / f"{rank:05d}.parquet"
-        rows = pq.read_table(path).to_pylist() if path.exists() else []
+        folder = self.work / "clusters" / f"{rank:05d}"
+        rows = [
+            row for k in range(self.cluster_parts) for row in pq.read_table(folder / f"{k:03d}.parquet").to_pylist()
+        ]
         self.plan = {r["pos"]: (r["reason"], r["ref"], r["size"]) for r in rows}
         self.position = 0
         self.stat_update("dup_clusters", value=sum(1 for r in rows if r["reason"] == "keep"))
@@ -517,7 +633,8 @@ def build(ctx: StageContext) -> list[Phase]:
     seed = ctx.cfg.run.seed
     logger.info(
         f"dedup: exact={cfg.exact}, minhash={cfg.minhash} ({cfg.bands}x{cfg.rows}, candidate threshold about "
-        f"{lsh_threshold(cfg.bands, cfg.rows):.3f}), similar_lines={cfg.similar_lines}"
+        f"{lsh_threshold(cfg.bands, cfg.rows):.3f}, verify={cfg.verify} at {cfg.verify_threshold} in "
+        f"{cfg.verify_parts} part(s)), similar_lines={cfg.similar_lines}"
     )
     phases = []
     steps: list = []
@@ -526,11 +643,14 @@ def build(ctx: StageContext) -> list[Phase]:
         bucket_tasks = ((cfg.bands if cfg.minhash else 0) + (1 if cfg.exact else 0)) * cfg.bucket_parts
         phases.append(Phase("buckets", [DedupBuckets(work, cfg, ctx.tasks)], bucket_tasks))
         if cfg.minhash and cfg.verify == "exact":
-            phases.append(Phase("candidates", [DedupCandidates(work, ctx.tasks)], 1))
+            phases.append(Phase("candidates", [DedupCandidates(work, ctx.tasks)], cfg.verify_parts))
             phases.append(Phase("shingles", [ShardReader(ctx.input_dir), CandidateShingles(work, cfg)], ctx.tasks))
-        clusters = DedupClusters(work, ctx.tasks, cfg.verify if cfg.minhash else "none", cfg.verify_threshold)
-        phases.append(Phase("clusters", [clusters], 1))
-        steps.append(DedupFilter(work))
+        if cfg.minhash and cfg.verify != "none":
+            verify = DedupVerify(work, ctx.tasks, cfg.verify, cfg.verify_threshold)
+            phases.append(Phase("verify", [verify], cfg.verify_parts))
+        phases.append(Phase("clusters", [DedupClusters(work, ctx.tasks, cfg)], 1))
+        phases.append(Phase("keepers", [DedupKeepers(work, ctx.tasks)], cfg.cluster_parts))
+        steps.append(DedupFilter(work, cfg.cluster_parts))
     if cfg.similar_lines:
         steps.append(SimilarLines(cfg))
     phases.append(ctx.standard_phase(steps, new_columns=NEW_COLUMNS, removed_columns=REMOVED_COLUMNS))

@@ -184,6 +184,17 @@ def jaccard(a: np.ndarray, b: np.ndarray) -> float:
     return inter / (len(a) + len(b) - inter)
 
 
+def candidate_probability(similarity: float, bands: int, rows: int) -> float:
+    """The LSH S-curve: the chance that a pair of this Jaccard similarity shares at least one band,
+    1 - (1 - J**rows)**bands (MinHash agrees on one permutation with probability J)."""
+    return 1.0 - (1.0 - similarity**rows) ** bands
+
+
+def spread_hash(values: np.ndarray) -> np.ndarray:
+    """A well-mixed 64-bit hash of integer values (document nodes), to split them evenly into parts."""
+    return _mix(np.asarray(values).astype(np.uint64))
+
+
 def lsh_threshold(bands: int, rows: int) -> float:
     """Similarity at which a pair becomes a candidate with probability about 1/2: (1/b)**(1/r)."""
     return (1.0 / bands) ** (1.0 / rows)

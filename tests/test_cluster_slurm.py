@@ -72,7 +72,7 @@ def small_config(tmp_path_factory) -> Path:
 
 def pipeline(config: Path, workdir: Path, *args: str, env=None, sets=()) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-m", "pipeline", *args, "--config", str(config)]
-    # 3 LSH bands instead of 9: 4 bucket array tasks instead of 10 (each a fresh Python process); same on both sides
+    # 3 LSH bands instead of 14: 4 bucket array tasks instead of 15 (each a fresh Python process); same on both sides
     for s in [f"run.workdir={workdir}", "stages.dedup.bands=3", *sets]:
         cmd += ["--set", s]
     return subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, env=env, timeout=900)
