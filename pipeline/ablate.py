@@ -167,11 +167,18 @@ def ablate_dir(cfg: Config) -> Path:
     return cfg.workdir / "ablate"
 
 
+def ensure_stage(cfg: Config, stage: str) -> None:
+    """Run a stage unless it is finished under this config. A finished one is only read, not even locked, so an
+    ablation can read the outputs of a run it does not own."""
+    if stage_state(cfg, stage).state != "finished":
+        run_stage(cfg, stage)
+
+
 def run_main_stages(cfg: Config, upto: str) -> None:
     """The main run's enabled corpus stages up to `upto` (finished ones are not redone)."""
     for s in CORPUS_STAGES[: CORPUS_STAGES.index(upto) + 1]:
         if cfg.stage_section(s).enabled:
-            run_stage(cfg, s)
+            ensure_stage(cfg, s)
 
 
 def build_variant_corpus(main: Config, v: Variant) -> None:
@@ -191,7 +198,7 @@ def build_variant_corpus(main: Config, v: Variant) -> None:
         reusing = reusing and same
         link = stage_dir(v.cfg, s)
         if reusing:
-            run_stage(main, s)
+            ensure_stage(main, s)
             if link.is_symlink() and link.resolve() == stage_dir(main, s).resolve():
                 continue
             if link.exists() or link.is_symlink():
@@ -201,7 +208,7 @@ def build_variant_corpus(main: Config, v: Variant) -> None:
         if link.is_symlink():  # was reused before the override changed this stage: its own output from now on
             link.unlink()
         _log(f"{v.name}: running {s} under {', '.join(f'{k} = {val!r}' for k, val in v.overrides.items())}")
-        run_stage(v.cfg, s)
+        ensure_stage(v.cfg, s)
 
 
 def corpus_fingerprint(v: Variant) -> dict:
@@ -334,7 +341,7 @@ def shared_tokenizer(cfg: Config) -> Path:
     if not cfg.tokenizer.enabled:
         raise ConfigError(f"{cfg.file}: the tokenizer stage is disabled: set ablate.tokenizer to a SentencePiece model")
     run_main_stages(cfg, final_stage(cfg))
-    run_stage(cfg, "tokenizer")
+    ensure_stage(cfg, "tokenizer")
     return tokenizer_path(cfg)
 
 
