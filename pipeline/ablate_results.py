@@ -48,7 +48,7 @@ def results_table(rows: list[dict]) -> str:
             r["name"],
             f"{r['documents']:,}",
             f"{r['tokens']:,.0f}",
-            f"{r['epochs']:.2f}" + (" (capped)" if r["capped"] else ""),
+            f"{r['epochs']:.2g}" + (" (capped)" if r["capped"] else ""),
             *(pm(r["heldout_bpb"][s], sp.get("heldout_bpb", {}).get(s), ".4f") for s in stems),
             *(pm(100 * r["tasks"][t]["accuracy"], 100 * sp["tasks"][t] if sp else None, ".1f") + "%" for t in tasks),
             f"{r['seconds']:.0f}",
