@@ -52,7 +52,10 @@ def manpages_zh(root: str) -> list[dict]:
         if roff.lstrip().startswith(b".so "):
             continue
         r = subprocess.run(
-            ["groff", "-k", "-t", "-mandoc", "-Tutf8", "-rLL=4000n", "-P-cbou"], input=roff, capture_output=True, env=env
+            ["groff", "-k", "-t", "-mandoc", "-Tutf8", "-rLL=4000n", "-P-cbou"],
+            input=roff,
+            capture_output=True,
+            env=env,
         )
         lines = [ln.strip() for ln in r.stdout.decode("utf-8", "replace").split("\n")]
         lines = [ln for ln in lines if ln]
