@@ -575,6 +575,9 @@ def ablate(cfg: Config, force: bool = False) -> dict:
     t_start = time.time()
     if not cfg.train.pretrain.seq_len:
         raise ConfigError(f"{cfg.file}: train.pretrain.seq_len must be set for an ablation (it sizes the budget)")
+    for i, f in enumerate(cfg.ablate.heldout):  # before any stage runs: a typo should not cost an hour of work
+        if not cfg.path(f).is_file():
+            raise ConfigError(f"{cfg.file}: ablate.heldout.{i}: {cfg.path(f)} does not exist")
     variants = resolve_variants(cfg)
     for v in variants:
         build_variant_corpus(cfg, v)
