@@ -125,6 +125,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _common(q)
 
+    p = sub.add_parser(
+        "ablate", help="train the same small model on each stage's output; compare them on held-out text ([ablate])"
+    )
+    p.add_argument("--force", action="store_true", help="redo variants whose settings changed (else refused)")
+    _common(p)
+
     p = sub.add_parser("tokenizer", help="tokenizer tools: merge, compare")
     tsub = p.add_subparsers(dest="tokenizer_command", required=True)
     m = tsub.add_parser("merge", help="append the pieces of B missing from A (Chinese-LLaMA-Alpaca)")
@@ -207,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ConfigError("config --defaults prints the code's defaults; it takes no --set")
             print(to_toml(Config(), DEFAULTS_TITLE), end="")
             return 0
-        cfg = load_config(args.config, args.overrides, check_paths=args.command in ("run",))
+        cfg = load_config(args.config, args.overrides, check_paths=args.command in ("run", "ablate"))
         if args.command == "config":
             title = EFFECTIVE_TITLE.format(file=cfg.file, overrides=" ".join(f"--set {o}" for o in args.overrides))
             print(to_toml(cfg, title), end="")
@@ -253,6 +259,12 @@ def main(argv: list[str] | None = None) -> int:
             except NotImplementedError as e:
                 print(f"pipeline: {e}", file=sys.stderr)
                 return 2
+        if args.command == "ablate":  # imported here for the reason above: it trains
+            from pipeline.ablate import ablate, ablate_dir, print_results
+
+            check_workdir_writable(cfg)
+            print_results(ablate(cfg, force=args.force), ablate_dir(cfg))
+            return 0
         if args.command == "eval":
             from train.cli import eval_command
 

@@ -196,6 +196,54 @@ class StagesSection(_Strict):
     decontam: DecontamConfig = Field(default_factory=DecontamConfig)
 
 
+class AblateVariantSection(_Strict):
+    """One extra `[[ablate.variants]]` entry: the final corpus of the config with `set` applied."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    """Its name: a folder under <workdir>/ablate/ and a row of the results."""
+    set: dict[str, Any] = Field(default_factory=dict)
+    """Config keys (dotted, under `stages.` or `sources`) and their values, e.g. { "stages.dedup.enabled" = false }.
+    Stages from the first one whose output changes are rerun in <workdir>/ablate/<name>/work; earlier ones reused."""
+
+
+class AblateSection(_Strict):
+    """`pipeline ablate`: the same model, seed and token budget trained on each variant of the corpus, compared on
+    held-out text and the eval tasks (FineWeb's ablations)."""
+
+    variants: list[str | AblateVariantSection] = Field(
+        default_factory=lambda: ["ingest", "langid", "filter", "dedup", "final"]
+    )
+    """A corpus stage's kept output by name (ingest = the raw corpus; "final" = the last enabled corpus stage), or a
+    table { name, set = {...} } for a config override."""
+    tokens: int = Field(2_000_000, ge=1)
+    """Training tokens per variant (and seed): the same budget for every variant."""
+    heldout: list[str] = []
+    """Held-out text files (.jsonl with `text` and optional `id`, `lang`; .txt blank-line blocks; .parquet); each
+    gives a bits-per-byte figure named by its file stem. Rows found in any variant (by id or normalised text) are
+    dropped and counted (or refused, see `overlap`)."""
+    seeds: list[int] = [0]
+    """Training seeds (model init and data order); with several, results are the mean and the spread (max - min)."""
+    preset: str = "tiny"
+    """Model preset of every ablation model ([model] keys still override its fields)."""
+    tokenizer: str | None = None
+    """SentencePiece model shared by every variant; default: the tokenizer stage's (trained on the final corpus)."""
+    max_epochs: float = Field(4.0, gt=0)
+    """A variant with fewer than tokens / max_epochs tokens trains max_epochs passes only; its row says `capped`."""
+    eval_points: int = Field(5, ge=1)
+    """Held-out evaluations per run, evenly spaced (the points of the bits-per-byte against tokens plot)."""
+    max_items: int = Field(0, ge=0)
+    """Items per eval task (eval.tasks) scored after training; 0: eval.max_items (0 there: all)."""
+    overlap: Literal["drop", "error"] = "drop"
+    """A held-out row also found in a variant: drop it (counted in results.json) or stop with an error."""
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_unique(cls, v: list[int]):
+        if not v or len(set(v)) != len(v):
+            raise ValueError("ablate.seeds must list at least one seed, each once")
+        return v
+
+
 class Config(_Strict):
     run: RunSection = Field(default_factory=RunSection)
     executor: ExecutorSection = Field(default_factory=ExecutorSection)
@@ -206,6 +254,7 @@ class Config(_Strict):
     model: ModelSection = Field(default_factory=ModelSection)
     train: TrainSection = Field(default_factory=TrainSection)
     eval: EvalSection = Field(default_factory=EvalSection)
+    ablate: AblateSection = Field(default_factory=AblateSection)
 
     # Set by load_config; not TOML keys.
     model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True, strict=True)

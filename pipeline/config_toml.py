@@ -48,6 +48,8 @@ def toml_value(value: Any) -> str:
         if not value:
             return "{}"
         return "{ " + ", ".join(f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items()) + " }"
+    if isinstance(value, BaseModel):  # a table inside an array of mixed items (ablate.variants: names or tables)
+        return toml_value(value.model_dump())
     raise TypeError(f"no TOML form for {type(value).__name__} value {value!r}")
 
 

@@ -2,7 +2,7 @@
 
 Runs every enabled stage of ./pipeline.toml (`pipeline run all`), checks that no document was lost
 (`pipeline verify`), writes the report, and prints what was produced. Extra arguments are overrides written as after `--set` (`key=value`);
-`--no-train` stops after the corpus stages.
+`--no-train` stops after the corpus stages (no pretraining, SFT, DPO or ablation).
 """
 
 from __future__ import annotations
@@ -93,6 +93,23 @@ def main(argv: list[str] | None = None) -> int:
 
         print("\ndemo: SFT, DPO and a generation from the pretrained model (CPU)...", flush=True)
         after = demo_after_pretrain(cfg)
+        from pipeline.ablate import ablate, ablate_dir  # trains: imported only when training, as train.cli above
+
+        print("\ndemo: ablation, the same tiny model on the raw and the final corpus (CPU)...", flush=True)
+        t0 = time.time()
+        try:
+            ablation = ablate(cfg)
+        except (ConfigError, StageError) as e:
+            print(f"demo: ablation: {e}", file=sys.stderr)
+            return 2
+        after.append(f"ablation ({time.time() - t0:.0f}s, {ablate_dir(cfg) / 'results.md'}):")
+        after += [
+            f"  {r['name']}: {r['documents']:,} docs, {r['tokens']:,.0f} tokens seen ({r['epochs']:.2f} epochs), "
+            + ", ".join(f"{stem} {bpb:.3f}" for stem, bpb in r["heldout_bpb"].items())
+            + " bits/byte"
+            for r in ablation["variants"]
+        ]
+        after += [f"  {line}" for line in ablation["verdicts"]]
     report = write_report(cfg)
 
     print("\n" + "=" * 78)

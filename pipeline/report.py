@@ -17,6 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import polars as pl  # noqa: E402
 
+from pipeline.ablate_results import report_section as ablate_report_section  # noqa: E402
 from pipeline.config import STAGE_ORDER, Config  # noqa: E402
 from pipeline.runner import CORPUS_STAGES, finalize_stage, stage_dir, stage_state  # noqa: E402
 from stages.io import list_shards  # noqa: E402
@@ -192,6 +193,7 @@ def write_report(cfg: Config) -> Path:
     lines += _pii_decontam_section(stages)
     lines += _quality_section(cfg, out_dir)
     lines += _training_section(cfg, out_dir)
+    lines += ablate_report_section(cfg.workdir)
     path = out_dir / "report.md"
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text("\n".join(lines), encoding="utf-8")

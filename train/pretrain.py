@@ -25,6 +25,7 @@ from model.tokenizer import Tokenizer
 from train.checkpoint import ResumeError, load_latest_readable
 from train.config import ModelSection, PretrainSection
 from train.data import Loader, PackedSequences, ShardsError, TokenDataset, check_datasets, validation_batches
+from train.evaluate import text_loss
 from train.loop import (
     Runtime,
     StepOutput,
@@ -53,6 +54,9 @@ class PretrainJob:
     model: ModelSection = field(default_factory=ModelSection)
     train: PretrainSection = field(default_factory=PretrainSection)
     init_from: Path | None = None  # continued pretraining: the start model (see PretrainSection.init_from)
+    heldout: dict[str, Path] = field(default_factory=dict)
+    """Held-out text files by name, evaluated at every validation step (log rows `heldout_bpb/<name>` and
+    `heldout_bpb/<name>/<lang>`): what `pipeline ablate` plots against training tokens."""
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -98,6 +102,16 @@ def evaluate(model, batches, piece_bytes: torch.Tensor, rt: Runtime) -> tuple[fl
     model.train()
     nll, tokens, nbytes = totals.tolist()
     return nll / tokens, nll / (math.log(2) * nbytes) if nbytes else float("nan")
+
+
+def heldout_row(name: str, per_lang: dict[str, dict]) -> dict[str, float]:
+    """Log-row fields of one held-out file from `text_loss`'s per-language results: bits per byte over the whole
+    file (every language's bytes together) and per language."""
+    nll = sum(r["loss"] * r["tokens"] for r in per_lang.values())
+    nbytes = sum(r["loss"] * r["tokens"] / (math.log(2) * r["bpb"]) for r in per_lang.values() if r["bpb"] > 0)
+    row = {f"heldout_bpb/{name}": nll / (math.log(2) * nbytes) if nbytes else float("nan")}
+    row.update({f"heldout_bpb/{name}/{lang}": r["bpb"] for lang, r in per_lang.items()})
+    return row
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -242,6 +256,8 @@ def pretrain(job: PretrainJob, *, stop_after_step: int | None = None) -> dict[st
     optim_params, set_phase = embedding_only_phase(raw, t.embedding_only_steps)
     raw.to(device)
     sharded = t.fsdp and d.enabled
+    if sharded and job.heldout:  # the held-out text is scored by the first process alone, on whole weights
+        raise ValueError("held-out text evaluation during training does not work with fsdp = true")
     if sharded:
         from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard  # FSDP_ONLY (see train/loop.py)
 
@@ -275,6 +291,17 @@ def pretrain(job: PretrainJob, *, stop_after_step: int | None = None) -> dict[st
             loss_sum += loss.detach()
         return StepOutput(loss_sum / len(micro), tokens_per_step)
 
+    def validate() -> dict[str, float]:
+        row = dict(zip(("val_loss", "val_bpb"), evaluate(model, val_batches, piece_bytes, rt))) if val_batches else {}
+        if job.heldout and d.master:  # held-out text is scored on the first process only, as it logs the rows
+            raw.eval()
+            for name, path in job.heldout.items():
+                with rt.autocast:
+                    per_lang = text_loss(raw, tok, path, t.batch_size, seq_len)
+                row.update(heldout_row(name, per_lang))
+            raw.train()
+        return row
+
     trainer = Trainer(
         mode="pretrain",
         run_dir=out,
@@ -296,9 +323,7 @@ def pretrain(job: PretrainJob, *, stop_after_step: int | None = None) -> dict[st
         },
         before_step=set_phase if t.embedding_only_steps else None,
         sharded=sharded,
-        validate=(lambda: dict(zip(("val_loss", "val_bpb"), evaluate(model, val_batches, piece_bytes, rt))))
-        if val_batches
-        else None,
+        validate=validate if val_batches or job.heldout else None,
         eval_every=t.eval_every,
         row_extra=lambda step, tps: {"tokens": step * tokens_per_step, "mfu": mfu(fpt, tps, peak, d.world_size)},
         baseline=unigram_loss(train_sets, tok.vocab_size),
