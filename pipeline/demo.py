@@ -43,10 +43,11 @@ def main(argv: list[str] | None = None) -> int:
             print("demo: pretraining failed", file=sys.stderr)
             return 1
         trained = cfg.under_workdir(cfg.train.pretrain.out)
+        from pipeline.benchmark_check import finetune_benchmark_check
         from train.cli import demo_after_pretrain
 
-        print("\ndemo: SFT, DPO and a generation from the pretrained model (CPU)...", flush=True)
-        after = demo_after_pretrain(cfg)
+        print("\ndemo: SFT, DPO pairs, DPO and a generation from the pretrained model (CPU)...", flush=True)
+        after = demo_after_pretrain(cfg, finetune_benchmark_check(cfg))
     report = write_report(cfg)
 
     print("\n" + "=" * 78)

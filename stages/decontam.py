@@ -37,7 +37,7 @@ import re
 import time
 import unicodedata
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -628,6 +628,35 @@ def cut_text(text: str, spans: list[tuple[int, int]]) -> str:
 # ------------------------------------------------------------------------------------------- the step
 
 
+def find_items(index: NgramIndex, cfg: DecontamConfig, text: str, want_spans: bool = False) -> Match | None:
+    """The benchmark items `text` holds under the stage's thresholds (whole-item share, and per field when
+    `per_field`): the one check for corpus documents and for fine-tuning examples."""
+    return index.match(
+        text,
+        cfg.threshold,
+        want_spans=want_spans,
+        field_threshold=cfg.field_threshold if cfg.per_field else None,
+        field_min_ngrams=cfg.field_min_ngrams,
+    )
+
+
+def text_check(ctx_cfg: Any, cfg: DecontamConfig, index_dir: Path) -> Callable[[str], list[str]]:
+    """text -> names of the benchmarks whose items it holds (empty when clean), for fine-tuning data: the corpus
+    stage's index in `index_dir` (built there when missing or made from other files or settings, else reused) and
+    its thresholds."""
+    try:
+        build_index(cfg, benchmark_files(ctx_cfg, cfg), index_dir)
+    except ValueError as e:
+        raise ValueError(f"{ctx_cfg.file}: {e}") from None
+    index = NgramIndex(index_dir)
+
+    def check(text: str) -> list[str]:
+        match = find_items(index, cfg, text)
+        return match.benchmarks if match else []
+
+    return check
+
+
 class Decontaminate(ReportsCounters, BaseFilter):
     """Flags documents holding benchmark items; drops them or cuts the items out (`mode`)."""
 
@@ -653,13 +682,7 @@ class Decontaminate(ReportsCounters, BaseFilter):
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         cut = self.cfg.mode == "cut"
-        match = self.index.match(
-            doc.text,
-            self.cfg.threshold,
-            want_spans=cut,
-            field_threshold=self.cfg.field_threshold if self.cfg.per_field else None,
-            field_min_ngrams=self.cfg.field_min_ngrams,
-        )
+        match = find_items(self.index, self.cfg, doc.text, want_spans=cut)
         if match is None:
             doc.metadata["contaminated_by"] = None
             return True
