@@ -436,8 +436,8 @@ def demo_after_pretrain(cfg: Any, benchmark_check: Callable[[str], list[str]] | 
             line += f" (realised {r:.2f}:1)" if r else ""
         else:
             line += (
-                f"; {run['pairs_available']} pairs from {len(job.data)} sources, beta {run['beta']}, reward accuracy "
-                f"{rows[-1]['rewards/accuracies']:.2f}, margin {rows[-1]['rewards/margins']:.3f}"
+                f"; {sum(run['pairs_available'].values())} pairs from {len(job.data)} sources, beta {run['beta']}, "
+                f"reward accuracy {rows[-1]['rewards/accuracies']:.2f}, margin {rows[-1]['rewards/margins']:.3f}"
             )
         check = run.get("benchmark_check")
         if check:
