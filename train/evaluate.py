@@ -210,6 +210,27 @@ def continuation_logps(model, tok, pairs: list[tuple[list[int], list[int]]], bat
     return out
 
 
+@torch.no_grad()
+def next_token_logps(model, prompts: list[list[int]], batch_size: int) -> list[torch.Tensor]:
+    """log p(next token | prompt) over the vocabulary for each prompt (cut from the left to the model's context):
+    what `continuation_logps` gives for a one-token continuation, with one forward pass per prompt instead of one per
+    option."""
+    device = next(model.parameters()).device
+    T_max = model.cfg.max_seq_len
+    cut = [p[-T_max:] for p in prompts]
+    out: list[torch.Tensor] = []
+    for m in range(0, len(cut), batch_size):
+        chunk = cut[m : m + batch_size]
+        T = max(len(p) for p in chunk)
+        x = torch.zeros((len(chunk), T), dtype=torch.long)  # right padding: causal, so it never reaches the prompt
+        for i, p in enumerate(chunk):
+            x[i, : len(p)] = torch.tensor(p)
+        logits = model(x.to(device))[0]
+        for i, p in enumerate(chunk):
+            out.append(logits[i, len(p) - 1].float().log_softmax(-1).cpu())
+    return out
+
+
 def mc_accuracy(
     model, tok, items: list[McItem], *, mode: str, lang: str, batch_size: int = 16, few_shot: FewShot | None = None
 ) -> dict:
@@ -224,7 +245,12 @@ def mc_accuracy(
             pairs.append((p_ids, tok.encode(c)))
             owners.append(k)
             norms.append(len(c.encode("utf-8")) if mode == "content" else 1)
-    scores = continuation_logps(model, tok, pairs, batch_size)
+    if all(len(c) == 1 and p for p, c in pairs):  # letters are one token each: one pass per item scores them all
+        first = {k: i for i, k in reversed(list(enumerate(owners)))}
+        logps = next_token_logps(model, [pairs[first[k]][0] for k in range(len(items))], batch_size)
+        scores = [float(logps[k][c[0]]) for k, (_, c) in zip(owners, pairs)]
+    else:
+        scores = continuation_logps(model, tok, pairs, batch_size)
     best: dict[int, tuple[float, int]] = {}
     option = [0] * len(items)
     for k, s, z in zip(owners, scores, norms):

@@ -28,10 +28,12 @@ from train.evaluate import (
     CharTokenizer,
     McItem,
     bleu_rouge,
+    continuation_logps,
     load_gen,
     load_mc,
     mc_accuracy,
     mc_prompt,
+    next_token_logps,
     split_few_shot,
 )
 from train.source import load_model
@@ -70,6 +72,28 @@ def test_eight_options_in_letter_mode(tmp_path, start_run):
     r = mc_accuracy(loaded.model, loaded.tokenizer, loaded_items, mode="letter", lang="en")
     assert r["items"] == 6 and r["chance"] == pytest.approx(1 / 8) and 0 <= r["correct"] <= 6
     assert sum(s["items"] for s in r["subjects"].values()) == 6
+
+
+def test_letters_scored_in_one_pass_as_per_option(start_run):
+    """Letter mode scores all options of an item from one forward pass when each letter is one token: the same
+    log-likelihoods as the per-option path, also for prompts longer than the context (cut from the left)."""
+    loaded = load_model(start_run)
+    tok, model = loaded.tokenizer, loaded.model.eval()
+    items = load_mc(MMLU)
+    few_shot, scored = split_few_shot(items, 3)
+    prompts, pairs = [], []
+    for item in scored[:6] + eight_option_items(2):
+        for lang in ("en", "zh"):
+            prompt, conts = mc_prompt(item, lang, "letter", few_shot.examples(item))
+            ids = tok.encode(prompt)
+            assert all(len(tok.encode(c)) == 1 for c in conts)
+            prompts.append(ids)
+            pairs += [(ids, tok.encode(c)) for c in conts]
+    assert max(len(p) for p in prompts) > model.cfg.max_seq_len  # 3-shot prompts outgrow the tiny model's context
+    per_option = continuation_logps(model, tok, pairs, 5)
+    one_pass = next_token_logps(model, prompts, 3)
+    flat = [float(one_pass[prompts.index(p)][c[0]]) for p, c in pairs]
+    assert flat == pytest.approx(per_option, abs=1e-4)
 
 
 def test_k_shot_from_first_items_and_from_dev_split():
