@@ -60,7 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("mode", choices=["pretrain", "sft", "dpo"])
     _common(p)
 
-    p = sub.add_parser("eval", help="validation loss / bits per byte of a run or export")
+    p = sub.add_parser(
+        "eval", help="bits per byte, k-shot multiple choice, BLEU/ROUGE-L of a run or export; writes eval.json there"
+    )
     p.add_argument("--from", dest="run_dir", required=True)
     _common(p)
 
