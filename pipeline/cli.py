@@ -61,7 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("mode", choices=["pretrain", "sft", "dpo"])
     _common(p)
 
-    p = sub.add_parser("eval", help="validation loss / bits per byte of a run or export")
+    p = sub.add_parser(
+        "eval", help="bits per byte, k-shot multiple choice, BLEU/ROUGE-L of a run or export; writes eval.json there"
+    )
     p.add_argument("--from", dest="run_dir", required=True)
     _common(p)
 
@@ -252,10 +254,12 @@ def main(argv: list[str] | None = None) -> int:
         # train.cli is imported only by the commands that need it: it brings torch (measured: `import train.cli`
         # 7.0 s against 2.6 s for `import pipeline.config` on the 2-core dev machine), which corpus commands never use.
         if args.command == "train":
+            from pipeline.benchmark_check import finetune_benchmark_check
             from train.cli import train_command
 
+            check = finetune_benchmark_check(cfg) if args.mode in ("sft", "dpo") else None
             try:
-                return train_command(cfg, args.mode)
+                return train_command(cfg, args.mode, benchmark_check=check)
             except NotImplementedError as e:
                 print(f"pipeline: {e}", file=sys.stderr)
                 return 2

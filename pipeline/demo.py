@@ -89,10 +89,11 @@ def main(argv: list[str] | None = None) -> int:
             print("demo: pretraining failed", file=sys.stderr)
             return 1
         trained = cfg.under_workdir(cfg.train.pretrain.out)
+        from pipeline.benchmark_check import finetune_benchmark_check
         from train.cli import demo_after_pretrain
 
-        print("\ndemo: SFT, DPO and a generation from the pretrained model (CPU)...", flush=True)
-        after = demo_after_pretrain(cfg)
+        print("\ndemo: SFT, DPO pairs, DPO and a generation from the pretrained model (CPU)...", flush=True)
+        after = demo_after_pretrain(cfg, finetune_benchmark_check(cfg))
         from pipeline.ablate import ablate, ablate_dir  # trains: imported only when training, as train.cli above
 
         print("\ndemo: ablation, the same tiny model on the raw and the final corpus (CPU)...", flush=True)

@@ -193,6 +193,7 @@ def write_report(cfg: Config) -> Path:
     lines += _pii_decontam_section(stages)
     lines += _quality_section(cfg, out_dir)
     lines += _training_section(cfg, out_dir)
+    lines += _evaluation_section(cfg)
     lines += ablate_report_section(cfg.workdir)
     path = out_dir / "report.md"
     tmp = path.with_suffix(".md.tmp")
@@ -289,4 +290,39 @@ def _quality_section(cfg: Config, out_dir: Path) -> list[str]:
     lines += ["", "| score | documents |", "| --- | ---: |"]
     lines += [f"| {i * width:.2f}-{(i + 1) * width:.2f} | {n:,} |" for i, n in enumerate(bins)]
     lines += ["", "![quality scores](quality_scores.png)", ""]
+
+
+def _evaluation_section(cfg: Config) -> list[str]:
+    """The `eval.json` that `pipeline eval` wrote in each training run folder: bits per byte per language on held-out
+    text, multiple-choice accuracy (k-shot, overall and macro over subjects), BLEU and ROUGE-L of generation tasks."""
+    lines: list[str] = []
+    for mode in ("pretrain", "sft", "dpo"):
+        path = cfg.under_workdir(getattr(cfg.train, mode).out) / "eval.json"
+        if not path.is_file():
+            continue
+        r = json.loads(path.read_text(encoding="utf-8"))
+        lines += [f"## Evaluation: {mode}", "", f"`{path}` (step {r.get('step')}).", ""]
+        rows = [("shards", "all", r["val_loss"], r["val_bpb"])] if "val_loss" in r else []
+        rows += [(f, lang, t["loss"], t["bpb"]) for f, per in r.get("text", {}).items() for lang, t in per.items()]
+        if rows:
+            lines += ["| held-out data | lang | loss (nats/token) | bits/byte |", "| --- | --- | ---: | ---: |"]
+            lines += [f"| {f} | {lang} | {loss:.4f} | {bpb:.4f} |" for f, lang, loss, bpb in rows] + [""]
+        if r.get("tasks"):
+            lines += [
+                "| task | shots | items | accuracy | macro (subjects) | chance |",
+                "| --- | ---: | ---: | ---: | ---: | ---: |",
+            ]
+            for name, t in r["tasks"].items():
+                lines.append(
+                    f"| {name} | {t.get('shots', 0)} | {t['items']} | {100 * t['accuracy']:.1f}% "
+                    f"| {100 * t.get('macro_accuracy', t['accuracy']):.1f}% ({len(t.get('by_subject', {}))}) "
+                    f"| {100 * t['chance']:.1f}% |"
+                )
+            lines.append("")
+        if r.get("generation"):
+            lines += ["| generation task | lang | items | BLEU | ROUGE-L |", "| --- | --- | ---: | ---: | ---: |"]
+            for name, g in r["generation"].items():
+                for lang, b in g["by_lang"].items():
+                    lines.append(f"| {name} | {lang} | {b['items']} | {b['bleu']:.2f} | {b['rouge_l']:.2f} |")
+            lines.append("")
     return lines

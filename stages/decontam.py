@@ -39,7 +39,7 @@ import re
 import time
 import unicodedata
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -688,6 +688,35 @@ def cut_text(text: str, spans: list[tuple[int, int]]) -> str:
 # Documents hashed together: per-document NumPy calls cost more than the hashing of a typical web page, and 64
 # documents of a few thousand characters keep the batch's window arrays at a few MB.
 BATCH_DOCUMENTS = 64
+
+
+def find_items(index: NgramIndex, cfg: DecontamConfig, text: str, want_spans: bool = False) -> Match | None:
+    """The benchmark items `text` holds under the stage's thresholds (whole-item share, and per field when
+    `per_field`): the one check for corpus documents and for fine-tuning examples."""
+    return index.match(
+        text,
+        cfg.threshold,
+        want_spans=want_spans,
+        field_threshold=cfg.field_threshold if cfg.per_field else None,
+        field_min_ngrams=cfg.field_min_ngrams,
+    )
+
+
+def text_check(ctx_cfg: Any, cfg: DecontamConfig, index_dir: Path) -> Callable[[str], list[str]]:
+    """text -> names of the benchmarks whose items it holds (empty when clean), for fine-tuning data: the corpus
+    stage's index in `index_dir` (built there when missing or made from other files or settings, else reused) and
+    its thresholds."""
+    try:
+        build_index(cfg, benchmark_files(ctx_cfg, cfg), index_dir)
+    except ValueError as e:
+        raise ValueError(f"{ctx_cfg.file}: {e}") from None
+    index = NgramIndex(index_dir)
+
+    def check(text: str) -> list[str]:
+        match = find_items(index, cfg, text)
+        return match.benchmarks if match else []
+
+    return check
 
 
 class Decontaminate(ReportsCounters, BaseFilter):

@@ -183,7 +183,7 @@ def test_trimmed_pipeline_toml_gives_the_same_config_as_the_full_one():
     trimmed = load_config(REPO / "pipeline.toml")
     full = load_config(FULL_CONFIG, check_paths=False)
     assert trimmed.model_dump() == full.model_dump()
-    assert len(leaf_keys(Config)) > 200 and len(REPO.joinpath("pipeline.toml").read_text().splitlines()) < 166
+    assert len(leaf_keys(Config)) > 200 and len(REPO.joinpath("pipeline.toml").read_text().splitlines()) < 179
 
 
 def test_every_config_key_and_table_is_documented_in_its_model():

@@ -8,6 +8,8 @@
   a response template in the joined token stream (which breaks when tokens merge across the boundary, as they do in
   Chinese). The `chat` template uses the tokenizer's control tokens by id; the `alpaca` template is
   Chinese-LLaMA-Alpaca's plain-text prompt with EOS ending each answer.
+- `BenchmarkFilter` drops examples that hold a benchmark test item (the corpus decontam stage's check, handed in by
+  the pipeline layer) and counts them for run.json.
 - `mix_by_ratio` keeps every Chinese example and samples English to a zh:en ratio (CT-LLM's 1:1 ... 8:1), or the
   other way round when English is short.
 """
@@ -17,7 +19,8 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -148,10 +151,51 @@ def to_example(where: str, rec: dict, lang_field: str = "lang", system: str | No
     return Example(messages, lang, where)
 
 
-def load_examples(entries: list[Path], lang_field: str = "lang", system: str | None = None) -> list[Example]:
+@dataclass
+class BenchmarkFilter:
+    """Drops fine-tuning examples holding a benchmark test item. `check(text)` names the benchmarks an example's
+    text (all its messages, joined) holds, empty when clean: the decontam stage's index and thresholds, built by the
+    pipeline layer (train/ does not import stages/). Counts go into the run's run.json."""
+
+    check: Callable[[str], list[str]]
+    checked: int = 0
+    dropped: int = 0
+    by_benchmark: Counter = field(default_factory=Counter)
+    dropped_where: list[str] = field(default_factory=list)  # file:line of each dropped example
+
+    def keep(self, where: str, texts: list[str]) -> bool:
+        self.checked += 1
+        flagged = self.check("\n\n".join(texts))
+        if not flagged:
+            return True
+        self.dropped += 1
+        self.by_benchmark.update(flagged)
+        self.dropped_where.append(where)
+        return False
+
+    def summary(self) -> dict:
+        return {
+            "checked": self.checked,
+            "dropped": self.dropped,
+            "by_benchmark": dict(sorted(self.by_benchmark.items())),
+            "dropped_examples": self.dropped_where,
+        }
+
+    def describe(self) -> str:
+        per = ", ".join(f"{k} {v}" for k, v in sorted(self.by_benchmark.items()))
+        return f"benchmark check: {self.dropped} of {self.checked} dropped" + (f" ({per})" if per else "")
+
+
+def load_examples(
+    entries: list[Path], lang_field: str = "lang", system: str | None = None, benchmarks: BenchmarkFilter | None = None
+) -> list[Example]:
+    """Every example of the files; with `benchmarks`, those holding a benchmark item are left out (and counted)."""
     out = []
     for path in data_files(entries):
-        out.extend(to_example(w, r, lang_field, system) for w, r in read_records(path))
+        for w, r in read_records(path):
+            ex = to_example(w, r, lang_field, system)
+            if benchmarks is None or benchmarks.keep(w, [m["content"] for m in ex.messages]):
+                out.append(ex)
     if not out:
         raise DataError(f"no examples in {', '.join(str(e) for e in entries)}")
     return out

@@ -8,18 +8,29 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from train.chat_data import DataError
-from train.checkpoint import ResumeError
+from train.chat_data import DataError, data_files, read_records
+from train.checkpoint import ResumeError, list_checkpoints
 from train.data import PackedSequences, ShardsError, TokenDataset, check_datasets, validation_batches
 from train.dpo import run_dpo
-from train.evaluate import load_mc, mc_accuracy, mc_table, text_loss
+from train.evaluate import (
+    generation_scores,
+    generation_table,
+    load_gen,
+    load_mc,
+    mc_accuracy,
+    mc_table,
+    split_few_shot,
+    text_loss,
+)
 from train.export import export
 from train.finetune import FinetuneJob
 from train.generate import Generator, dpo_pairs_file, generate_file, generate_text
@@ -79,9 +90,10 @@ def _source(cfg: Any, run_dir: str | Path) -> Path:
     return Path(cfg.path(run_dir))
 
 
-def finetune_job(cfg: Any, mode: str):
+def finetune_job(cfg: Any, mode: str, benchmark_check: Callable[[str], list[str]] | None = None):
     """The SFT or DPO run the config describes. SFT starts from train.pretrain.out, DPO from train.sft.out, unless
-    init_from says otherwise."""
+    init_from says otherwise. `benchmark_check` (text -> benchmarks it holds, from the pipeline layer's decontam
+    index) drops contaminated examples unless train.<mode>.decontaminate is off."""
 
     t = getattr(cfg.train, mode)
     default = cfg.train.pretrain.out if mode == "sft" else cfg.train.sft.out
@@ -93,16 +105,17 @@ def finetune_job(cfg: Any, mode: str):
         data=[Path(cfg.path(d)) for d in t.data],
         train=t,
         tokenizer=Path(cfg.path(tokenizer)) if tokenizer else None,
+        contamination=benchmark_check if t.decontaminate else None,
     )
 
 
-def run_finetune(cfg: Any, mode: str, say=print) -> dict:
+def run_finetune(cfg: Any, mode: str, say=print, benchmark_check: Callable[[str], list[str]] | None = None) -> dict:
 
-    job = finetune_job(cfg, mode)
+    job = finetune_job(cfg, mode, benchmark_check)
     return (run_sft if mode == "sft" else run_dpo)(job, say=say)
 
 
-def train_command(cfg: Any, mode: str) -> int:
+def train_command(cfg: Any, mode: str, benchmark_check: Callable[[str], list[str]] | None = None) -> int:
     if mode == "pretrain":
         job = pretrain_job(cfg)
         if not job.data:
@@ -115,7 +128,7 @@ def train_command(cfg: Any, mode: str) -> int:
         return main_guarded(job)
     if mode in ("sft", "dpo"):
         try:
-            run_finetune(cfg, mode)
+            run_finetune(cfg, mode, benchmark_check=benchmark_check)
         except SourceError as e:
             before = "pipeline train pretrain" if mode == "sft" else "pipeline train sft"
             print(f"error: {e} (train.{mode}.init_from; run `{before}` first)", file=sys.stderr)
@@ -204,19 +217,48 @@ def eval_command(cfg: Any, run_dir: str | Path) -> int:
         for task in cfg.eval.tasks:
             try:
                 items = load_mc(cfg.path(task.path))
+                dev = load_mc(cfg.path(task.dev)) if task.dev else None
             except ValueError as e:
                 print(f"error: eval.tasks {task.name}: {e}", file=sys.stderr)
                 return 1
+            few_shot, scored = split_few_shot(items, task.shots, dev, task.dev or "")
+            if not scored:
+                print(f"error: eval.tasks {task.name}: no item left to score after {task.shots} shots", file=sys.stderr)
+                return 1
+            used_as_shots = len(items) - len(scored)
             if cfg.eval.max_items:
-                items = items[: cfg.eval.max_items]
+                scored = scored[: cfg.eval.max_items]
             with torch.no_grad():
-                r = mc_accuracy(model, loaded.tokenizer, items, mode=cfg.eval.mc_mode, lang=task.lang)
+                r = mc_accuracy(
+                    model, loaded.tokenizer, scored, mode=cfg.eval.mc_mode, lang=task.lang, few_shot=few_shot
+                )
+            r["items_in_file"] = len(items)
+            r["items_used_as_shots"] = used_as_shots
             result["tasks"][task.name] = r
         print(mc_table(result["tasks"]))
-    if "val_loss" not in result and "text" not in result and "tasks" not in result:
+    if cfg.eval.generation:
+        result["generation"] = {}
+        for task in cfg.eval.generation:
+            try:
+                items = load_gen(cfg.path(task.path))
+            except (ValueError, OSError) as e:
+                print(f"error: eval.generation {task.name}: {e}", file=sys.stderr)
+                return 1
+            if cfg.eval.max_items:
+                items = items[: cfg.eval.max_items]
+            # greedy, so the score is a property of the model, not of a sampling seed
+            settings = cfg.eval.generate.model_copy(
+                update={"temperature": 0.0, "max_new_tokens": task.max_new_tokens, "chat": task.chat}
+            )
+            gen = Generator(loaded, settings, device)
+            result["generation"][task.name] = generation_scores(
+                gen, items, cfg.eval.generate.batch_size, lang=task.lang
+            )
+        print(generation_table(result["generation"]))
+    if not any(k in result for k in ("val_loss", "text", "tasks", "generation")):
         print(
             f"error: nothing to evaluate {source} on: no validation shards ({result.get('val_error', 'none known')}), "
-            "and eval.text and eval.tasks are empty",
+            "and eval.text, eval.tasks and eval.generation are empty",
             file=sys.stderr,
         )
         return 1
@@ -224,8 +266,21 @@ def eval_command(cfg: Any, run_dir: str | Path) -> int:
         print(
             f"validation: loss {result['val_loss']:.4f}, {result['val_bpb']:.4f} bits/byte ({result['tokens']:,} tokens)"
         )
+    out = write_eval_json(source, result)
     print(json.dumps(result, ensure_ascii=False))
+    print(f"written to {out}", file=sys.stderr)
     return 0
+
+
+def write_eval_json(source: Path, result: dict) -> Path:
+    """`eval.json` in the run (or export) folder evaluated, or in the folder of a checkpoint file (its run folder);
+    written atomically, replacing the previous evaluation."""
+    folder = source if source.is_dir() else source.parent
+    path = folder / "eval.json"
+    tmp = path.with_name(f".eval.json.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"evaluated_at": time.time(), **result}, ensure_ascii=False, indent=2), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
 
 
 def generate_command(
@@ -319,17 +374,59 @@ def export_command(cfg: Any, run_dir: str | Path, hf_dir: str | Path) -> int:
 
 
 DEMO_PROMPT = "请介绍一下长城。"
+# The demo's own DPO pairs (CT-LLM's way): this many SFT records per data file, answered by the earliest pretraining
+# checkpoint with this many new tokens, all in one batch. Small, so `make demo` stays quick.
+DEMO_PAIR_RECORDS_PER_FILE = 16
+DEMO_PAIR_NEW_TOKENS = 24
 
 
-def demo_after_pretrain(cfg: Any) -> list[str]:
-    """`make demo` after pretraining: SFT from the pretraining run's latest checkpoint, DPO from the SFT run, and one
-    chat generation; returns summary lines."""
+def demo_dpo_pairs(cfg: Any) -> tuple[Path, dict, str]:
+    """Preference pairs from the first records of each SFT data file, the reference answer chosen and the earliest
+    checkpoint of the pretraining run (a weak model) answering rejected; returns (pairs file, counts, summary)."""
+    t0 = time.time()
+    pretrain_dir = _run_dir(cfg, cfg.train.pretrain.out)
+    checkpoints = list_checkpoints(pretrain_dir)
+    if not checkpoints:
+        raise SourceError(f"{pretrain_dir}: no checkpoint to build DPO pairs with")
+    weak = checkpoints[0]
+    folder = _run_dir(cfg, cfg.train.dpo.out).parent / "dpo_pairs"
+    folder.mkdir(parents=True, exist_ok=True)
+    records = [
+        rec
+        for path in data_files([Path(cfg.path(d)) for d in cfg.train.sft.data])
+        for _, rec in read_records(path)[:DEMO_PAIR_RECORDS_PER_FILE]
+    ]
+    prompts = folder / "sft_slice.jsonl"
+    tmp = prompts.with_name(prompts.name + ".tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    os.replace(tmp, prompts)
+    settings = cfg.eval.generate.model_copy(update={"max_new_tokens": DEMO_PAIR_NEW_TOKENS})
+    gen = Generator(load_model(weak), settings, pick_device(cfg.eval.device, 0))
+    out = folder / "pairs.jsonl"
+    counts = dpo_pairs_file(gen, prompts, out, batch_size=len(records), progress=False)
+    line = (
+        f"dpo-pairs: {counts['kept']} pairs from {counts['records']} SFT records, rejected answers by {weak.name} "
+        f"of {pretrain_dir.name} ({DEMO_PAIR_NEW_TOKENS} tokens) in {time.time() - t0:.0f}s: {out}"
+    )
+    return out, counts, line
+
+
+def demo_after_pretrain(cfg: Any, benchmark_check: Callable[[str], list[str]] | None = None) -> list[str]:
+    """`make demo` after pretraining: SFT from the pretraining run's latest checkpoint; DPO pairs built from SFT data
+    and the earliest pretraining checkpoint (`demo_dpo_pairs`); DPO from the SFT run on those plus the configured
+    pairs; and one chat generation. Returns summary lines."""
 
     lines = []
     for mode in ("sft", "dpo"):
         t0 = time.time()
         try:
-            res = run_finetune(cfg, mode)
+            job = finetune_job(cfg, mode, benchmark_check)
+            if mode == "dpo":
+                pairs, counts, pairs_line = demo_dpo_pairs(cfg)
+                lines.append(pairs_line)
+                if counts["kept"]:
+                    job.data = [*job.data, pairs]
+            res = (run_sft if mode == "sft" else run_dpo)(job)
         except (SourceError, DataError, TrainingDiverged, ResumeError) as e:
             lines.append(f"{mode}: failed: {e}")
             return lines
@@ -344,9 +441,12 @@ def demo_after_pretrain(cfg: Any) -> list[str]:
             line += f" (realised {r:.2f}:1)" if r else ""
         else:
             line += (
-                f"; beta {run['beta']}, reward accuracy {rows[-1]['rewards/accuracies']:.2f}, "
-                f"margin {rows[-1]['rewards/margins']:.3f}"
+                f"; {sum(run['pairs_available'].values())} pairs from {len(job.data)} sources, beta {run['beta']}, "
+                f"reward accuracy {rows[-1]['rewards/accuracies']:.2f}, margin {rows[-1]['rewards/margins']:.3f}"
             )
+        check = run.get("benchmark_check")
+        if check:
+            line += f"; benchmark check dropped {check['dropped']} of {check['checked']}"
         lines.append(line + f"; run folder {out}")
     loaded = load_model(_run_dir(cfg, cfg.train.dpo.out))
     text, chat, n = generate_text(loaded, DEMO_PROMPT, cfg.eval.generate)

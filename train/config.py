@@ -223,6 +223,9 @@ class _FinetuneSection(_LoopSection):
     """Longest example in tokens (longer ones are cut); None = the start checkpoint's training length."""
     lora: LoraSection = Field(default_factory=LoraSection)
     """LoRA adapters."""
+    decontaminate: bool = True
+    """When stages.decontam is enabled: drop examples holding a test item of its [[stages.decontam.benchmarks]]
+    (the corpus stage's index, thresholds and per-field flagging; counted in run.json under benchmark_check)."""
 
     @field_validator("zh_en_ratio")
     @classmethod
@@ -313,10 +316,35 @@ class McTaskSection(BaseModel):
     name: str
     """Task name in the results table."""
     path: str
-    """.jsonl, .csv or .parquet with `question`, option columns A, B, C, D (up to F; empty = absent) and `answer`
-    (a letter); or `choices` (a list) and `answer` (an index)."""
+    """.jsonl, .csv or .parquet with `question`, option columns A, B, C, D, ... (as many as an item has, up to Z;
+    empty = absent) and `answer` (a letter); or `choices` (a list) and `answer` (an index). An optional `subject` (or
+    `task`) column gives per-subject accuracy and the few-shot examples' subject."""
     lang: Literal["auto", "zh", "en"] = "auto"
     """Prompt language (答案： or Answer:); auto guesses from each question."""
+    shots: int = Field(default=0, ge=0)
+    """Solved examples before each question (k-shot, C-Eval/MMLU layout: 5 in their papers); 0 = zero-shot."""
+    dev: str | None = None
+    """File (same layout) the few-shot examples come from, those of the question's subject first (C-Eval's and
+    MMLU's dev split); None = the first `shots` items of each subject of the task, which are then not scored."""
+
+
+class GenTaskSection(BaseModel):
+    """One `[[eval.generation]]` table: prompts answered greedily, scored with BLEU and ROUGE-L against references."""
+
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, strict=True)
+
+    name: str
+    """Task name in the results table."""
+    path: str
+    """.jsonl, .json or .parquet rows with `prompt` (text or chat messages; or Alpaca `instruction`/`input`) and
+    `reference` (text) or `references` (a list); Alpaca `output` counts as the reference."""
+    lang: Literal["auto", "zh", "en"] = "auto"
+    """Scoring language: zh scores by characters (sacrebleu tokenize zh, ROUGE-L over characters), en by words;
+    auto takes each row's `lang`, else guesses from its reference."""
+    max_new_tokens: PositiveInt = 64
+    """Tokens generated per answer at most."""
+    chat: Literal["auto", "on", "off"] = "auto"
+    """on: prompts go through the chat template; off: plain text; auto: on for SFT/DPO runs."""
 
 
 class GenerateSection(BaseModel):
@@ -363,10 +391,13 @@ class EvalSection(BaseModel):
     data: list[str] = []
     """Token dataset folders whose valid shards give the loss; empty = those the model was pretrained on."""
     text: list[str] = []
-    """Held-out text files (.txt blocks, .jsonl/.parquet with `text`) for loss and bits per byte with the model's own
-    tokenizer: comparable across tokenizers."""
+    """Held-out text files (.txt blocks, .jsonl/.parquet with `text` and optional `lang`) for loss and bits per byte
+    per language with the model's own tokenizer: comparable across tokenizers."""
     tasks: list[McTaskSection] = []
     """Multiple-choice tasks scored by log-likelihood."""
+    generation: list[GenTaskSection] = []
+    """Generation tasks (greedy decoding, eval.generate's repetition_penalty and stop strings), scored with BLEU
+    and ROUGE-L."""
     mc_mode: Literal["letter", "content"] = "letter"
     """letter: compare the log-likelihood of each answer letter after the lettered options (MMLU/C-Eval style);
     content: of each option's text, per byte."""

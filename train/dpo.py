@@ -22,6 +22,7 @@ from model.lora import has_lora, lora_disabled
 from model.vocab import guess_lang
 from train.chat_data import (
     IGNORE,
+    BenchmarkFilter,
     ChatTemplate,
     DataError,
     data_files,
@@ -74,10 +75,17 @@ def _response_text(where: str, v: object) -> str:
 
 
 def load_pairs(
-    entries, template: ChatTemplate, seq_len: int, max_prompt_len: int | None, lang_field: str, system: str | None
+    entries,
+    template: ChatTemplate,
+    seq_len: int,
+    max_prompt_len: int | None,
+    lang_field: str,
+    system: str | None,
+    benchmarks: BenchmarkFilter | None = None,
 ) -> tuple[list[Pair], int]:
     """Pairs cut to fit seq_len + 1 tokens (prompt from the left to max_prompt_len, answers from the right); the
-    count of pairs dropped because an answer had no token left."""
+    count of pairs dropped because an answer had no token left. With `benchmarks`, pairs whose prompt, chosen or
+    rejected text holds a benchmark item are left out (counted there, not in the returned count)."""
     max_prompt = max_prompt_len or seq_len // 2
     pairs, dropped = [], 0
     for path in data_files(entries):
@@ -94,6 +102,10 @@ def load_pairs(
             if system and messages[0]["role"] != "system":
                 messages.insert(0, {"role": "system", "content": system})
             chosen, rejected = _response_text(where, rec["chosen"]), _response_text(where, rec["rejected"])
+            if benchmarks is not None and not benchmarks.keep(
+                where, [m["content"] for m in messages] + [chosen, rejected]
+            ):
+                continue
             lang = normalize_lang(rec.get(lang_field)) or guess_lang(" ".join(m["content"] for m in messages))
             prompt_ids = template.prompt_ids(messages)[-max_prompt:]
             budget = seq_len + 1 - len(prompt_ids)
@@ -147,9 +159,16 @@ def run_dpo(job, say=print) -> dict:
     device, autocast = rt.device, rt.autocast
     model = start.model.to(device)
     template = ChatTemplate(start.tokenizer, t.template)
-    all_pairs, dropped = load_pairs(job.data, template, start.seq_len, t.max_prompt_len, t.lang_field, t.system)
+    benchmarks = BenchmarkFilter(job.contamination) if job.contamination else None
+    all_pairs, dropped = load_pairs(
+        job.data, template, start.seq_len, t.max_prompt_len, t.lang_field, t.system, benchmarks
+    )
     pairs, report = mix_by_ratio(all_pairs, [p.lang for p in all_pairs], t.zh_en_ratio, t.seed)
-    say(f"DPO data: {report.describe()}; {len(pairs)} pairs ({dropped} dropped: no answer token left), beta {t.beta}")
+    checked = f"; {benchmarks.describe()}" if benchmarks else "; no benchmark check"
+    say(
+        f"DPO data: {report.describe()}; {len(pairs)} pairs ({dropped} dropped: no answer token left{checked}), "
+        f"beta {t.beta}"
+    )
     pad_id = start.tokenizer.pad_id if start.tokenizer.pad_id is not None else 0
 
     loader = RowLoader(len(pairs), t.batch_size * t.grad_accum, t.seed)
@@ -240,6 +259,7 @@ def run_dpo(job, say=print) -> dict:
         "pairs_selected": report.selected,
         "realised_zh_en": report.realised,
         "pairs_dropped": dropped,
+        "benchmark_check": benchmarks.summary() if benchmarks else None,
         "beta": t.beta,
         "sft_weight": t.sft_weight,
         "reference": "precomputed" if ref_table is not None else ("lora-base" if ref_model is None else "frozen copy"),

@@ -35,6 +35,8 @@ class FinetuneJob:
     data: list[Path]
     train: Any  # SftSection or DpoSection
     tokenizer: Path | None = None  # SFT: a merged tokenizer to grow the model to
+    # text -> benchmarks whose items it holds (the decontam stage's check); None = no check
+    contamination: Callable[[str], list[str]] | None = None
 
 
 class RowLoader:

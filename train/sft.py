@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from train.chat_data import IGNORE, ChatTemplate, DataError, Example, load_examples, mix_by_ratio
+from train.chat_data import IGNORE, BenchmarkFilter, ChatTemplate, DataError, Example, load_examples, mix_by_ratio
 from train.finetune import RowLoader, finetune, finetune_runtime, start_or_resume
 from train.loop import StepOutput
 
@@ -103,7 +103,10 @@ def run_sft(job, say=print) -> dict:
     rt = finetune_runtime(job)
     start = start_or_resume(job, say)
     template = ChatTemplate(start.tokenizer, t.template)
-    examples = load_examples(job.data, t.lang_field, t.system)
+    benchmarks = BenchmarkFilter(job.contamination) if job.contamination else None
+    examples = load_examples(job.data, t.lang_field, t.system, benchmarks)
+    if benchmarks:
+        say(f"SFT data: {benchmarks.describe()}")
     selected, report = mix_by_ratio(examples, [e.lang for e in examples], t.zh_en_ratio, t.seed)
     encoded, no_target = [], 0
     for ex in selected:
@@ -167,6 +170,7 @@ def run_sft(job, say=print) -> dict:
         "realised_zh_en": report.realised,
         "assistant_tokens": dict(target_tokens),
         "examples_without_target": no_target,
+        "benchmark_check": benchmarks.summary() if benchmarks else None,
         "rows": len(rows),
         "packing": t.packing,
         "rows_filled": filled,

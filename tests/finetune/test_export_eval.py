@@ -149,7 +149,7 @@ def test_eval_on_checkpoint_and_export_agree(tmp_path, chat_tokenizer_path, caps
         capsys.readouterr()
         assert eval_command(cfg, str(source)) == 0
         out = capsys.readouterr().out
-        assert "| mmlu | 12 |" in out and "| charm_zh | 12 |" in out
+        assert "| mmlu | 0 | 12 |" in out and "| charm_zh | 0 | 12 |" in out
         results.append(json.loads(out.strip().splitlines()[-1]))
     for r in results:
         assert set(r["text"][str(held_out)]) == {"zh", "en"} and r["text"][str(held_out)]["zh"]["bpb"] > 0
@@ -203,10 +203,17 @@ def test_demo_after_pretrain(tmp_path, start_run):
         path=lambda p: Path(p) if Path(p).is_absolute() else tmp_path / p,
     )
     lines = demo_after_pretrain(cfg)
-    assert len(lines) == 3
+    assert len(lines) == 4
     assert lines[0].startswith("sft: 2 steps") and "realised 2.00:1" in lines[0]
-    assert lines[1].startswith("dpo: 2 steps") and "reward accuracy" in lines[1]
-    assert lines[2].startswith("generate (chat,")
+    # DPO pairs from the first 16 records of each SFT file, answered by the earliest pretraining checkpoint
+    assert lines[1].startswith("dpo-pairs: ") and "from 32 SFT records" in lines[1] and "ckpt-0000010.pt" in lines[1]
+    pairs_file = tmp_path / "work" / "runs" / "dpo_pairs" / "pairs.jsonl"
+    pairs = [json.loads(line) for line in pairs_file.read_text(encoding="utf-8").splitlines()]
+    assert 0 < len(pairs) <= 32 and all(p["chosen"] != p["rejected"] for p in pairs)
+    # DPO trains on them and on the bundled pairs (147)
+    assert lines[2].startswith("dpo: 2 steps") and "reward accuracy" in lines[2]
+    assert f"{147 + len(pairs)} pairs from 2 sources" in lines[2]
+    assert lines[3].startswith("generate (chat,")
     # relative run folders live under run.workdir, beside the corpus they were trained on
     assert (tmp_path / "work" / "runs" / "dpo" / "ckpt-0000002.pt").is_file()
     assert not (tmp_path / "runs").exists()
