@@ -6,6 +6,9 @@ changes to the pii and dedup stages."""
 
 from __future__ import annotations
 
+import re
+
+import numpy as np
 from datatrove.data import Document
 from datatrove.pipeline.filters import (
     C4QualityFilter,
@@ -14,9 +17,19 @@ from datatrove.pipeline.filters import (
     GopherRepetitionFilter,
 )
 from datatrove.pipeline.filters.base_filter import BaseFilter, get_filter_result
+from datatrove.pipeline.filters.c4_filters import CITATION_REGEX, ELLIPSIS, END_PUNCTUATION, POLICY_SUBSTRINGS
+from datatrove.pipeline.filters.gopher_repetition_filter import (
+    find_all_duplicate,
+    find_duplicates,
+    find_top_duplicate,
+    get_n_grams,
+)
+from datatrove.utils.text import PUNCTUATION_SET, TERMINAL_PUNCTUATION, split_into_sentences
+from datatrove.utils.word_tokenizers import load_word_tokenizer
 from pydantic import Field
 
 from stages.base import IntKey, StrictModel
+from stages.filters.scores import Threshold
 
 
 class GopherRepetitionConfig(StrictModel):
@@ -124,7 +137,8 @@ class EnglishConfig(StrictModel):
 
 
 class EnglishOnly(BaseFilter):
-    """Runs one of datatrove's filters on lang = en documents, as a decision only, with a prefixed reason."""
+    """Runs one of datatrove's filters on lang = en documents, as a decision only, with a prefixed reason. The
+    reference `EnglishQualityFilter` is checked against (each of datatrove's filters tokenizes the text again)."""
 
     def __init__(self, inner: BaseFilter, reason_prefix: str, exclusion_writer=None):
         self.name = f"en: {inner.name}"  # before __init__, which names the step's stats
@@ -144,6 +158,7 @@ class EnglishOnly(BaseFilter):
 
 
 def english_filters(cfg: EnglishConfig) -> list[EnglishOnly]:
+    """datatrove's four filters themselves, one step each: the reference for `EnglishQualityFilter`."""
     steps = []
     if (c := cfg.gopher_repetition).enabled:
         inner = GopherRepetitionFilter(
@@ -166,3 +181,276 @@ def english_filters(cfg: EnglishConfig) -> list[EnglishOnly]:
         inner = FineWebQualityFilter(**c.model_dump(exclude={"enabled"}), language="en")
         steps.append(EnglishOnly(inner, "en_fineweb_"))
     return steps
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The four filters' measures from one tokenization: the stage's English filter, and the `scores` column.
+#
+# Each of datatrove's filters splits the text into words again with spaCy (Gopher repetition, Gopher quality and
+# FineWeb: the whole text; C4: each kept line into sentences), which was 70-80% of the filter stage's time on
+# English. Below, the text is split into words once and every value datatrove computes is computed from it with
+# datatrove's own helpers, in datatrove's order, so that the decisions are datatrove's (tests/test_filter_en.py
+# compares them on every English sample document; BENCHMARKS.md on the 0.1 GB scale corpus).
+
+_PARAGRAPHS = re.compile(r"\n{2,}")  # GopherRepetitionFilter.paragraph_exp
+_LINES = re.compile("\n+")  # GopherRepetitionFilter._line_splitter
+_STOP_CHARS = tuple(TERMINAL_PUNCTUATION)  # FineWebQualityFilter's default stop_chars
+
+
+def english_words(text: str) -> list[str]:
+    """The words datatrove's English filters split a text into (`split_into_words(text, "en")`: spaCy's blank
+    English tokenizer, whitespace tokens dropped)."""
+    return load_word_tokenizer("en").word_tokenize(text)
+
+
+# A measure returns (scores, reason, undefined): the values by field, the reason its filter gives (None: kept) and
+# the fields datatrove would divide by zero on (it raises, which EnglishOnly turns into `<prefix>no_words`).
+Measured = tuple[dict[str, float | None], str | None]
+
+
+def _decide(scores: dict, thresholds: list[Threshold], undefined: set[str], no_words: str) -> str | None:
+    for t in thresholds:
+        if t.field in undefined and (t.low is not None or t.high is not None):
+            return no_words
+        if t.fails(scores.get(t.field)):
+            return t.field
+    return None
+
+
+def _enabled(value):
+    """datatrove skips a check whose threshold is falsy (`if self.max_... and ratio > self.max_...`)."""
+    return value if value else None
+
+
+def gopher_repetition_thresholds(c: GopherRepetitionConfig) -> list[Threshold]:
+    p = "en_gopher_rep_"
+    return [
+        Threshold(p + "dup_para_frac", high=_enabled(c.dup_para_frac)),
+        Threshold(p + "dup_para_char_frac", high=_enabled(c.dup_para_char_frac)),
+        Threshold(p + "dup_line_frac", high=_enabled(c.dup_line_frac)),
+        Threshold(p + "dup_line_char_frac", high=_enabled(c.dup_line_char_frac)),
+        *(Threshold(f"{p}top_{n}_gram", high=v) for n, v in sorted(c.top_n_grams.items())),
+        *(Threshold(f"{p}duplicated_{n}_n_grams", high=v) for n, v in sorted(c.dup_n_grams.items())),
+    ]
+
+
+def gopher_repetition(text: str, words: list[str], c: GopherRepetitionConfig) -> Measured:
+    """GopherRepetitionFilter's values: duplicated paragraphs and lines (share of items, share of characters),
+    the top word n-gram's share of characters (null without an n-gram) and the share in duplicated n-grams."""
+    p = "en_gopher_rep_"
+    thresholds = gopher_repetition_thresholds(c)
+    if not text:
+        return dict.fromkeys((t.field for t in thresholds), None), p + "empty"
+    paragraphs = _PARAGRAPHS.split(text.strip())
+    para_dups, para_chars = find_duplicates(paragraphs)
+    lines = _LINES.split(text)
+    line_dups, line_chars = find_duplicates(lines)
+    scores: dict[str, float | None] = {
+        p + "dup_para_frac": para_dups / len(paragraphs),
+        p + "dup_para_char_frac": para_chars / len(text),
+        p + "dup_line_frac": line_dups / len(lines),
+        p + "dup_line_char_frac": line_chars / len(text),
+    }
+    for n in sorted(c.top_n_grams):
+        n_grams = get_n_grams(words, n)
+        scores[f"{p}top_{n}_gram"] = find_top_duplicate(n_grams) / len(text) if n_grams else None
+    for n in sorted(c.dup_n_grams):
+        scores[f"{p}duplicated_{n}_n_grams"] = find_all_duplicate(words, n) / len(text)
+    return scores, _decide(scores, thresholds, set(), p + "no_words")
+
+
+def gopher_quality_thresholds(c: GopherQualityConfig) -> list[Threshold]:
+    p = "en_gopher_"
+    return [
+        Threshold(p + "short_doc", low=_enabled(c.min_doc_words)),
+        Threshold(p + "long_doc", high=_enabled(c.max_doc_words)),
+        Threshold(p + "below_avg_threshold", low=_enabled(c.min_avg_word_length)),
+        Threshold(p + "above_avg_threshold", high=_enabled(c.max_avg_word_length)),
+        Threshold(p + "too_many_hashes", high=_enabled(c.max_symbol_word_ratio)),
+        Threshold(p + "too_many_ellipsis", high=_enabled(c.max_symbol_word_ratio)),
+        Threshold(p + "too_many_bullets", high=_enabled(c.max_bullet_lines_ratio)),
+        Threshold(p + "too_many_end_ellipsis", high=_enabled(c.max_ellipsis_lines_ratio)),
+        Threshold(p + "below_alpha_threshold", low=_enabled(c.max_non_alpha_words_ratio)),
+        Threshold(p + "enough_stop_words", low=_enabled(c.min_stop_words)),
+    ]
+
+
+def gopher_quality(text: str, words: list[str], c: GopherQualityConfig) -> Measured:
+    """GopherQualityFilter's values: words that are not pure punctuation (short_doc and long_doc), their mean
+    length (null without one), # and ellipses per word, shares of bullet and ellipsis-ending lines, the share of
+    words with a letter, and the number of distinct stop words."""
+    p = "en_gopher_"
+    n_words = len(words)
+    lengths = [len(w) for w in words if any(ch not in PUNCTUATION_SET for ch in w)]
+    mean_length = float(np.mean(lengths)) if lengths else None  # datatrove: np.mean([]) is nan, which never fails
+    lines = text.splitlines()
+    per_word = n_words or None
+    per_line = len(lines) or None
+    scores: dict[str, float | None] = {
+        p + "short_doc": float(len(lengths)),
+        p + "long_doc": float(len(lengths)),
+        p + "below_avg_threshold": mean_length,
+        p + "above_avg_threshold": mean_length,
+        p + "too_many_hashes": text.count("#") / per_word if per_word else None,
+        p + "too_many_ellipsis": (text.count("...") + text.count("…")) / per_word if per_word else None,
+        p + "too_many_bullets": (
+            sum(s.lstrip().startswith("•") or s.lstrip().startswith("-") for s in lines) / per_line
+            if per_line
+            else None
+        ),
+        p + "too_many_end_ellipsis": (
+            sum(s.rstrip().endswith("...") or s.rstrip().endswith("…") for s in lines) / per_line if per_line else None
+        ),
+        p + "below_alpha_threshold": (
+            sum(any(ch.isalpha() for ch in w) for w in words) / per_word if per_word else None
+        ),
+        p + "enough_stop_words": float(len(set(c.stop_words).intersection(words))),
+    }
+    undefined = {
+        k for k, v in scores.items() if v is None and k not in (p + "below_avg_threshold", p + "above_avg_threshold")
+    }
+    return scores, _decide(scores, gopher_quality_thresholds(c), undefined, "en_no_words")
+
+
+def c4_quality_thresholds(c: C4QualityConfig) -> list[Threshold]:
+    p = "en_c4_"
+    return [
+        Threshold(p + "lorem_ipsum", high=0 if c.filter_lorem_ipsum else None),
+        Threshold(p + "curly_bracket", high=0 if c.filter_curly_bracket else None),
+        Threshold(p + "too_few_sentences", low=c.min_num_sentences),
+    ]
+
+
+def _sentences(line: str) -> int:
+    return len(split_into_sentences(line, "en"))
+
+
+def c4_quality(text: str, c: C4QualityConfig) -> Measured:
+    """C4QualityFilter's values: lines (among those its line rules keep) with "lorem ipsum" and with "{", and the
+    sentences in the lines it keeps, counted as if those two document rules were off, so that a removed document
+    still has its count. The reason is datatrove's: the first line that trips a document rule, else too few
+    sentences."""
+    p = "en_c4_"
+    lines = text.splitlines() if c.split_paragraph else split_into_sentences(text, "en")
+    sentences = lorem = curly = 0
+    reason = None
+    for line in lines:
+        line = line.strip()
+        words = line.split()
+        if c.max_word_length != -1 and any(len(word) > c.max_word_length for word in words):
+            continue
+        if c.remove_citations:
+            line = CITATION_REGEX.sub("", line)
+        if c.filter_no_terminal_punct and (not line.endswith(END_PUNCTUATION) or line.endswith(ELLIPSIS)):
+            continue
+        if len(words) < c.min_words_per_line:
+            continue
+        line_l = line.lower()
+        if "lorem ipsum" in line_l:
+            lorem += 1
+            if c.filter_lorem_ipsum and reason is None:
+                reason = p + "lorem_ipsum"
+        if c.filter_javascript and "javascript" in line_l:
+            continue
+        if "{" in line:
+            curly += 1
+            if c.filter_curly_bracket and reason is None:
+                reason = p + "curly_bracket"
+        if c.filter_policy and any(s in line_l for s in POLICY_SUBSTRINGS):
+            continue
+        sentences += _sentences(line) if c.split_paragraph else 1
+    scores = {
+        p + "lorem_ipsum": float(lorem),
+        p + "curly_bracket": float(curly),
+        p + "too_few_sentences": float(sentences),
+    }
+    if reason is None and sentences < c.min_num_sentences:
+        reason = p + "too_few_sentences"
+    return scores, reason
+
+
+def fineweb_quality_thresholds(c: FineWebQualityConfig) -> list[Threshold]:
+    p = "en_fineweb_"
+    return [
+        Threshold(p + "line_punct_ratio", low=c.line_punct_thr),
+        Threshold(p + "short_line_ratio", high=c.short_line_thr),
+        Threshold(p + "char_dup_ratio", high=c.char_duplicates_ratio),
+        Threshold(p + "list_ratio", high=c.new_line_ratio),
+    ]
+
+
+def fineweb_quality(text: str, words: list[str], c: FineWebQualityConfig) -> Measured:
+    """FineWebQualityFilter's values: shares of non-empty lines ending in terminal punctuation and of short lines,
+    characters in duplicated lines per character (newlines not counted), and newlines per word."""
+    p = "en_fineweb_"
+    thresholds = fineweb_quality_thresholds(c)
+    lines = [line for line in text.split("\n") if line.strip() != ""]
+    if not lines:
+        return dict.fromkeys((t.field for t in thresholds), None), p + "empty"
+    scores: dict[str, float | None] = {
+        p + "line_punct_ratio": sum(1 for line in lines if line.endswith(_STOP_CHARS)) / len(lines),
+        p + "short_line_ratio": sum(1 for line in lines if len(line) <= c.short_line_length) / len(lines),
+        p + "char_dup_ratio": find_duplicates(lines)[1] / len(text.replace("\n", "")),
+        p + "list_ratio": text.count("\n") / len(words) if words else None,
+    }
+    if c.line_punct_exclude_zero and scores[p + "line_punct_ratio"] == 0:
+        thresholds[0] = Threshold(p + "line_punct_ratio")  # datatrove: a document without such a line passes it
+    return scores, _decide(scores, thresholds, {p + "list_ratio"} if not words else set(), p + "no_words")
+
+
+class EnglishQualityFilter(BaseFilter):
+    """datatrove's Gopher repetition, Gopher quality, C4 and FineWeb filters in FineWeb's order on lang = en
+    documents, from one split into words, measuring every rule (the `scores` column); every other document
+    passes. Decisions and reasons are those of `english_filters` (datatrove's filters one by one)."""
+
+    name = "🔤 en: Gopher, C4, FineWeb"
+
+    def __init__(self, cfg: EnglishConfig, exclusion_writer=None):
+        super().__init__(exclusion_writer)
+        self.cfg = cfg
+
+    @property
+    def thresholds(self) -> list[Threshold]:
+        c = self.cfg
+        out = []
+        if c.gopher_repetition.enabled:
+            out += gopher_repetition_thresholds(c.gopher_repetition)
+        if c.gopher_quality.enabled:
+            out += gopher_quality_thresholds(c.gopher_quality)
+        if c.c4_quality.enabled:
+            out += c4_quality_thresholds(c.c4_quality)
+        if c.fineweb_quality.enabled:
+            out += fineweb_quality_thresholds(c.fineweb_quality)
+        return out
+
+    def evaluate(self, doc: Document) -> tuple[dict[str, float | None], str | None] | None:
+        """Every rule's value and the first failing rule's reason; None for a document that is not English."""
+        if doc.metadata.get("lang") != "en" or doc.metadata.get("kind") == "code":
+            return None
+        c, text = self.cfg, doc.text
+        if not any(f.enabled for f in (c.gopher_repetition, c.gopher_quality, c.c4_quality, c.fineweb_quality)):
+            return None
+        words_needed = c.gopher_repetition.enabled or c.gopher_quality.enabled or c.fineweb_quality.enabled
+        words = english_words(text) if words_needed else []
+        scores: dict[str, float | None] = {}
+        reasons = []
+        if c.gopher_repetition.enabled:
+            reasons.append(_merge(scores, gopher_repetition(text, words, c.gopher_repetition)))
+        if c.gopher_quality.enabled:
+            reasons.append(_merge(scores, gopher_quality(text, words, c.gopher_quality)))
+        if c.c4_quality.enabled:
+            reasons.append(_merge(scores, c4_quality(text, c.c4_quality)))
+        if c.fineweb_quality.enabled:
+            reasons.append(_merge(scores, fineweb_quality(text, words, c.fineweb_quality)))
+        return scores, next((r for r in reasons if r), None)
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        result = self.evaluate(doc)
+        if result is None or result[1] is None:
+            return True
+        return False, result[1]
+
+
+def _merge(scores: dict, measured: Measured) -> str | None:
+    scores.update(measured[0])
+    return measured[1]
