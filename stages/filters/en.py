@@ -7,6 +7,8 @@ changes to the pii and dedup stages."""
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
+from dataclasses import dataclass
 
 import numpy as np
 from datatrove.data import Document
@@ -197,10 +199,61 @@ _LINES = re.compile("\n+")  # GopherRepetitionFilter._line_splitter
 _STOP_CHARS = tuple(TERMINAL_PUNCTUATION)  # FineWebQualityFilter's default stop_chars
 
 
-def english_words(text: str) -> list[str]:
+@dataclass
+class EnglishTokens:
+    """One spaCy tokenization of a document: datatrove's words, and per token its start, text and is_punct, from
+    which C4's per-line sentence count is taken (spaCy's sentencizer, replayed on the line's tokens)."""
+
+    words: list[str]
+    starts: list[int] | None  # None: the text had to be altered to tokenize (datatrove's "IS_ALPHA" fallback)
+    texts: list[str]
+    is_punct: list[bool]
+    punct_chars: frozenset[str]
+
+
+def english_tokens(text: str) -> EnglishTokens:
     """The words datatrove's English filters split a text into (`split_into_words(text, "en")`: spaCy's blank
-    English tokenizer, whitespace tokens dropped)."""
-    return load_word_tokenizer("en").word_tokenize(text)
+    English tokenizer, whitespace tokens dropped), tokenized once. Same tokenizer object and memory zone as
+    datatrove's `SpaCyTokenizer.word_tokenize`; only the tokenizer runs (its sentencizer pipe does not change
+    tokens and is replayed per line by `_line_sentences`)."""
+    spacy_tokenizer = load_word_tokenizer("en")
+    nlp = spacy_tokenizer.tokenizer
+    punct_chars = frozenset(nlp.get_pipe("sentencizer").punct_chars)
+    with nlp.memory_zone():
+        nlp.max_length = len(text) + 10
+        try:
+            doc, exact = nlp.make_doc(text), True
+        except Exception:
+            if "IS_ALPHA" not in text:  # datatrove's SpaCyTokenizer retries only this case
+                raise
+            doc, exact = nlp.make_doc(text.replace("IS_ALPHA", "")), False
+        texts, starts, is_punct = [], [], []
+        for token in doc:
+            texts.append(token.text)
+            starts.append(token.idx)
+            is_punct.append(token.is_punct)
+    words = [w for w in (t.strip() for t in texts) if w]
+    return EnglishTokens(words, starts if exact else None, texts, is_punct, punct_chars)
+
+
+def english_words(text: str) -> list[str]:
+    return english_tokens(text).words
+
+
+def _line_sentences(tokens: EnglishTokens, start: int, end: int) -> int:
+    """Sentences spaCy's sentencizer finds in text[start:end], from the document's tokens in that span. spaCy
+    tokenizes each whitespace-delimited piece on its own, so a line's tokens inside the document are the line's
+    tokens alone (tests/test_filter_en.py checks the counts against `split_into_sentences` line by line)."""
+    lo, hi = bisect_left(tokens.starts, start), bisect_left(tokens.starts, end)
+    sentences, seen_period = 1, False
+    for j in range(lo, hi):
+        in_punct_chars = tokens.texts[j] in tokens.punct_chars
+        if seen_period and not tokens.is_punct[j] and not in_punct_chars:
+            sentences += 1
+            seen_period = False
+        elif in_punct_chars:
+            seen_period = True
+    return sentences
 
 
 # A measure returns (scores, reason, undefined): the values by field, the reason its filter gives (None: kept) and
@@ -321,21 +374,24 @@ def c4_quality_thresholds(c: C4QualityConfig) -> list[Threshold]:
     ]
 
 
-def _sentences(line: str) -> int:
-    return len(split_into_sentences(line, "en"))
-
-
-def c4_quality(text: str, c: C4QualityConfig) -> Measured:
+def c4_quality(text: str, c: C4QualityConfig, tokens: EnglishTokens | None = None) -> Measured:
     """C4QualityFilter's values: lines (among those its line rules keep) with "lorem ipsum" and with "{", and the
     sentences in the lines it keeps, counted as if those two document rules were off, so that a removed document
     still has its count. The reason is datatrove's: the first line that trips a document rule, else too few
-    sentences."""
+    sentences. With `tokens` (the document's), a line's sentences are counted from them, else by spaCy again."""
     p = "en_c4_"
-    lines = text.splitlines() if c.split_paragraph else split_into_sentences(text, "en")
+    if c.split_paragraph:
+        lines = text.splitlines(keepends=True)
+    else:
+        lines, tokens = split_into_sentences(text, "en"), None
     sentences = lorem = curly = 0
     reason = None
-    for line in lines:
-        line = line.strip()
+    offset = 0
+    for raw in lines:
+        start, offset = offset, offset + len(raw)
+        line = raw.strip()
+        start += len(raw) - len(raw.lstrip())
+        original = line
         words = line.split()
         if c.max_word_length != -1 and any(len(word) > c.max_word_length for word in words):
             continue
@@ -358,7 +414,12 @@ def c4_quality(text: str, c: C4QualityConfig) -> Measured:
                 reason = p + "curly_bracket"
         if c.filter_policy and any(s in line_l for s in POLICY_SUBSTRINGS):
             continue
-        sentences += _sentences(line) if c.split_paragraph else 1
+        if not c.split_paragraph:
+            sentences += 1
+        elif tokens is not None and tokens.starts is not None and line == original:
+            sentences += _line_sentences(tokens, start, start + len(line))
+        else:  # a citation was cut out of the line: it no longer lies in the document as it is
+            sentences += len(split_into_sentences(line, "en"))
     scores = {
         p + "lorem_ipsum": float(lorem),
         p + "curly_bracket": float(curly),
@@ -430,8 +491,8 @@ class EnglishQualityFilter(BaseFilter):
         c, text = self.cfg, doc.text
         if not any(f.enabled for f in (c.gopher_repetition, c.gopher_quality, c.c4_quality, c.fineweb_quality)):
             return None
-        words_needed = c.gopher_repetition.enabled or c.gopher_quality.enabled or c.fineweb_quality.enabled
-        words = english_words(text) if words_needed else []
+        tokens = english_tokens(text)
+        words = tokens.words
         scores: dict[str, float | None] = {}
         reasons = []
         if c.gopher_repetition.enabled:
@@ -439,7 +500,7 @@ class EnglishQualityFilter(BaseFilter):
         if c.gopher_quality.enabled:
             reasons.append(_merge(scores, gopher_quality(text, words, c.gopher_quality)))
         if c.c4_quality.enabled:
-            reasons.append(_merge(scores, c4_quality(text, c.c4_quality)))
+            reasons.append(_merge(scores, c4_quality(text, c.c4_quality, tokens)))
         if c.fineweb_quality.enabled:
             reasons.append(_merge(scores, fineweb_quality(text, words, c.fineweb_quality)))
         return scores, next((r for r in reasons if r), None)
