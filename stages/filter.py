@@ -15,6 +15,12 @@ one rule family per module of `stages/filters/`:
 Optional for every document (`filters/blocklists.py`): a URL blocklist file (`url_blocklist`; a document without a
 URL is never removed by it) and a bad-word list file (`bad_words`). MAP-CC's full-width to ASCII punctuation
 rewrite is an opt-in step of this module.
+
+The families run as one step, `ScoredRules`: each family that applies to a document measures all of its rules, also
+after the first one that fails, into the `scores` struct column (`filters/scores.py`; kept and removed documents
+alike, one float per rule named as its reason, null where a rule does not apply), and the reason is the first
+failing rule in the order above (lists, zh, en, code). The English family splits a document into words once for
+all four of datatrove's filters (`EnglishQualityFilter`), with datatrove's decisions.
 """
 
 from __future__ import annotations
