@@ -53,6 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "verify":
             p.add_argument("--deep", action="store_true", help="also read every row of every shard")
 
+    p = sub.add_parser("sample", help="print a few documents a stage removed for a reason (or kept), with their scores")
+    p.add_argument("stage", choices=STAGE_ORDER)
+    p.add_argument("--reason", help="removal reason, e.g. zh_entropy (default: any reason)")
+    p.add_argument("-n", type=int, default=5, help="documents to print (default 5)")
+    p.add_argument("--kept", action="store_true", help="draw from the stage's kept documents instead")
+    p.add_argument("--seed", type=int, help="random seed of the draw (default: run.seed)")
+    p.add_argument("--chars", type=int, default=300, help="characters of text to print per document (default 300)")
+    _common(p)
+
     p = sub.add_parser("config", help="print the effective configuration (after --set) as annotated TOML")
     p.add_argument("--defaults", action="store_true", help="print every key with its default and documentation instead")
     _common(p)
@@ -245,6 +254,12 @@ def main(argv: list[str] | None = None) -> int:
 
             problems = verify(cfg, deep=args.deep)
             return 1 if problems else 0
+        if args.command == "sample":
+            from pipeline.sample import format_documents, sample_documents
+
+            df = sample_documents(cfg, args.stage, args.reason, args.n, kept=args.kept, seed=args.seed)
+            print(format_documents(df, args.chars), end="")
+            return 0
         if args.command == "report":
             from pipeline.report import write_report
 

@@ -1,8 +1,9 @@
 """`pipeline report`: a Markdown report with PNG plots that a person reads instead of JSON.
 
 Written to `<workdir>/report/report.md` with `funnel.png` (documents and characters left after each stage),
-`reasons.png` (removal reasons per stage), the final corpus broken down by source and language, and, when a
-training run exists, its loss curve.
+`reasons.png` (removal reasons per stage), per filter rule the distribution of its measured value with its threshold
+(`scores_<family>.png`), the final corpus broken down by source and language, and, when a training run exists, its
+loss curve.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import polars as pl  # noqa: E402
 from pipeline.ablate_results import report_section as ablate_report_section  # noqa: E402
 from pipeline.config import STAGE_ORDER, Config  # noqa: E402
 from pipeline.runner import CORPUS_STAGES, finalize_stage, stage_dir, stage_state  # noqa: E402
+from stages.filter import ScoredRules, rule_families  # noqa: E402
+from stages.filters.scores import SCORES_COLUMN, Threshold  # noqa: E402
 from stages.io import list_shards  # noqa: E402
 from stages.quality import REPORT_BINS  # noqa: E402
 from train.runlog import read_log  # noqa: E402
@@ -190,6 +193,7 @@ def write_report(cfg: Config) -> Path:
             lines.append("")
     else:
         lines += ["No corpus stage has finished yet.", ""]
+    lines += _filter_scores_section(cfg, stages, out_dir)
     lines += _pii_decontam_section(stages)
     lines += _quality_section(cfg, out_dir)
     lines += _training_section(cfg, out_dir)
@@ -326,3 +330,80 @@ def _evaluation_section(cfg: Config) -> list[str]:
                     lines.append(f"| {name} | {lang} | {b['items']} | {b['bleu']:.2f} | {b['rouge_l']:.2f} |")
             lines.append("")
     return lines
+
+
+def _family(field: str) -> str:
+    """zh, en or code by the reason's prefix; the URL blocklist and bad-word list are `lists`."""
+    prefix = field.split("_", 1)[0]
+    return prefix if prefix in ("zh", "en", "code") else "lists"
+
+
+def _filter_scores(cfg: Config) -> pl.DataFrame | None:
+    """The filter stage's `scores` column over kept and removed documents, one column per rule."""
+    shards = [p for sub in ("kept", "removed") for p in list_shards(stage_dir(cfg, "filter") / sub)]
+    if not shards or SCORES_COLUMN not in pl.read_parquet_schema(shards[0]):
+        return None
+    return pl.concat([pl.read_parquet(p, columns=[SCORES_COLUMN]) for p in shards]).unnest(SCORES_COLUMN)
+
+
+def _plot_rule(ax, values: pl.Series, t: Threshold, share: float) -> None:
+    lo, hi = values.quantile(0.005), values.quantile(0.995)
+    lo = min([lo] + [b for b in (t.low, t.high) if b is not None])
+    hi = max([hi] + [b for b in (t.low, t.high) if b is not None])
+    if hi <= lo:
+        hi = lo + 1
+    ax.hist(values.clip(lo, hi).to_numpy(), bins=40, range=(lo, hi), color="#4C72B0")
+    for bound in (t.low, t.high):
+        if bound is not None:
+            ax.axvline(bound, color="#C44E52", linestyle="--")
+    ax.set_yscale("log")
+    ax.set_title(f"{t.field}\n{t.describe()}; fails {100 * share:.1f}%", fontsize=7)
+    ax.tick_params(labelsize=6)
+
+
+def _filter_scores_section(cfg: Config, stages: list[tuple[str, dict]], out_dir: Path) -> list[str]:
+    """Per rule of the filter stage: how many documents it measured, its threshold, the share whose value fails
+    it (what the rule alone removes), the documents it removed as the first failing rule, and a histogram."""
+    stats = dict(stages).get("filter")
+    scores = _filter_scores(cfg) if stats else None
+    if scores is None:
+        return []
+    removed = stats.get("removed_by_reason", {})
+    rules = [t for t in ScoredRules(rule_families(cfg.stages.filter, cfg.path)).thresholds if t.field in scores.columns]
+    lines = [
+        "## Filter rules: measured values",
+        "",
+        "Every rule's value is stored for kept and removed documents alike (`scores` column of `filter/kept` and "
+        "`filter/removed`). *Fails* is the share of the documents a rule measured whose value fails its threshold "
+        "(what that rule alone would remove); *removed* counts the documents it removed as the first failing rule. "
+        "Read examples with `pipeline sample filter --reason <rule> -n 5`.",
+        "",
+        "| rule | threshold | documents measured | median | fails | removed |",
+        "| --- | --- | ---: | ---: | ---: | ---: |",
+    ]
+    plots = []
+    for family in ("zh", "en", "code", "lists"):
+        group = [t for t in rules if _family(t.field) == family]
+        measured = [(t, scores[t.field].drop_nulls().drop_nans()) for t in group]
+        measured = [(t, v) for t, v in measured if len(v)]
+        if not measured:
+            continue
+        cols = 4
+        rows = -(-len(measured) // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(12, 2.4 * rows), squeeze=False)
+        for ax, (t, values) in zip(axes.flat, measured):
+            fails = sum(map(t.fails, values.to_list()))
+            share = fails / len(values)
+            _plot_rule(ax, values, t, share)
+            lines.append(
+                f"| {t.field} | {t.describe()} | {len(values):,} | {values.median():.4g} | {100 * share:.1f}% "
+                f"| {removed.get(t.field, 0):,} |"
+            )
+        for ax in list(axes.flat)[len(measured) :]:
+            ax.axis("off")
+        fig.tight_layout()
+        png = out_dir / f"scores_{family}.png"
+        fig.savefig(png, dpi=90)
+        plt.close(fig)
+        plots.append(f"![{family} rules]({png.name})")
+    return lines + [""] + [p for plot in plots for p in (plot, "")]

@@ -15,19 +15,31 @@ one rule family per module of `stages/filters/`:
 Optional for every document (`filters/blocklists.py`): a URL blocklist file (`url_blocklist`; a document without a
 URL is never removed by it) and a bad-word list file (`bad_words`). MAP-CC's full-width to ASCII punctuation
 rewrite is an opt-in step of this module.
+
+The families run as one step, `ScoredRules`: each family that applies to a document measures all of its rules, also
+after the first one that fails, into the `scores` struct column (`filters/scores.py`; kept and removed documents
+alike, one float per rule named as its reason, null where a rule does not apply), and the reason is the first
+failing rule in the order above (lists, zh, en, code). The English family splits a document into words once for
+all four of datatrove's filters (`EnglishQualityFilter`), with datatrove's decisions.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow as pa
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
+from datatrove.pipeline.filters.base_filter import BaseFilter
 from pydantic import Field
 
 from stages import zh_rules
 from stages.base import Phase, StageConfig, StageContext
 from stages.filters.blocklists import BadWordsFilter, UrlBlocklistFilter
 from stages.filters.code import CodeConfig, CodeQualityFilter
-from stages.filters.en import EnglishConfig, english_filters
+from stages.filters.en import EnglishConfig, EnglishQualityFilter
+from stages.filters.scores import SCORES_COLUMN, Threshold, scores_type
 from stages.filters.zh import ZhQualityFilter, ZhRulesConfig
 from stages.io import ReportsCounters
 
@@ -90,22 +102,61 @@ class AsciiPunctuation(ReportsCounters, PipelineStep):
             yield doc
 
 
+class ScoredRules(BaseFilter):
+    """Every rule family that applies to a document measures all its rules into the document's `scores` (kept and
+    removed documents alike, so thresholds can be tuned from the output); the reason is the first failing rule of
+    the first family, in the order url_blocklist, bad_words, zh, en, code."""
+
+    name = "📏 quality rules"
+
+    def __init__(self, families: list[BaseFilter], exclusion_writer=None):
+        super().__init__(exclusion_writer)
+        self.families = families
+        self.score_fields = [t.field for t in self.thresholds]  # none: no rule measured, no `scores` column
+
+    @property
+    def thresholds(self) -> list[Threshold]:
+        return [t for family in self.families for t in family.thresholds]
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        scores: dict[str, float | None] = {}
+        reason = None
+        for family in self.families:
+            result = family.evaluate(doc)
+            if result is not None:
+                scores.update(result[0])
+                reason = reason or result[1]
+        if self.score_fields:
+            doc.metadata[SCORES_COLUMN] = scores
+        return (False, reason) if reason else True
+
+
+def rule_families(cfg: FilterConfig, resolve: Callable[[str], Path] = Path) -> list[BaseFilter]:
+    """The stage's rule families in decision order, built from `[stages.filter]`; `resolve` turns a configured file
+    into its path (the list files are read when the first document arrives)."""
+    families: list[BaseFilter] = []
+    if cfg.url_blocklist:
+        families.append(UrlBlocklistFilter(resolve(cfg.url_blocklist)))
+    if cfg.bad_words:
+        families.append(BadWordsFilter(resolve(cfg.bad_words), cfg.max_bad_words))
+    if cfg.zh.enabled:
+        families.append(ZhQualityFilter(cfg.zh))
+    families.append(EnglishQualityFilter(cfg.en))
+    if cfg.code.enabled:
+        families.append(CodeQualityFilter(cfg.code))
+    return families
+
+
 def build(ctx: StageContext) -> list[Phase]:
     cfg: FilterConfig = ctx.stage_cfg
-    steps: list = [RuleSetCounter()]
     for key in ("url_blocklist", "bad_words"):
         value = getattr(cfg, key)
         if value and not ctx.cfg.path(value).is_file():
             raise ValueError(f"{ctx.cfg.file}: stages.filter.{key}: no such file: {ctx.cfg.path(value)}")
-    if cfg.url_blocklist:
-        steps.append(UrlBlocklistFilter(ctx.cfg.path(cfg.url_blocklist)))
-    if cfg.bad_words:
-        steps.append(BadWordsFilter(ctx.cfg.path(cfg.bad_words), cfg.max_bad_words))
-    if cfg.zh.enabled:
-        steps.append(ZhQualityFilter(cfg.zh))
-    steps += english_filters(cfg.en)
-    if cfg.code.enabled:
-        steps.append(CodeQualityFilter(cfg.code))
+    rules = ScoredRules(rule_families(cfg, ctx.cfg.path))
+    steps: list = [RuleSetCounter(), rules]
     if cfg.ascii_punctuation:
         steps.append(AsciiPunctuation())
-    return [ctx.standard_phase(steps)]
+    fields = rules.score_fields
+    new_columns = [pa.field(SCORES_COLUMN, scores_type(fields))] if fields else []
+    return [ctx.standard_phase(steps, new_columns=new_columns)]

@@ -13,8 +13,11 @@ import polars as pl
 import pytest
 
 from pipeline import runner
+from pipeline.cli import main as cli_main
 from pipeline.config import ConfigError, load_config
+from pipeline.report import write_report
 from pipeline.verify import verify
+from stages.filter import ScoredRules, rule_families
 from tests.conftest import REPO, SAMPLE, write_config
 
 NEKO = "吾輩は猫である。名前はまだ無い。どこで生れたかとんと見当がつかぬ。何でも薄暗いじめじめした所でニャーニャー泣いていた事だけは記憶している。"
@@ -168,3 +171,71 @@ def test_repository_config_sections():
             assert "#" in line or before.startswith("#"), f"pipeline.toml: key without a comment: {line}"
     with pytest.raises(ConfigError, match="stages.filter.zh.no_such_key"):
         load_config(REPO / "pipeline.toml", ["stages.filter.zh.no_such_key=1"])
+
+
+@pytest.fixture(scope="module")
+def filtered(langid_done):
+    """One default filter run shared by the tests below (they only read it; they come last in this module)."""
+    return run_filter(langid_done)[0]
+
+
+def test_scores_column_kept_and_removed(filtered):
+    """Every rule's value, for kept and removed documents alike; null where the rule does not apply; a removed
+    document's reason is a rule whose own value fails its threshold, and the rules after it were measured too."""
+    cfg = filtered
+    both = pl.concat([kept(cfg, "filter"), removed(cfg, "filter").drop("stage", "reason")], how="vertical")
+    thresholds = {t.field: t for t in ScoredRules(rule_families(cfg.stages.filter, cfg.path)).thresholds}
+    scores = both.select("id", "lang", "scores").unnest("scores")
+    assert set(scores.columns) == {"id", "lang", *thresholds}
+    zh_fields = [f for f in thresholds if f.startswith("zh_")]
+    en_fields = [f for f in thresholds if f.startswith("en_")]
+    code_fields = [f for f in thresholds if f.startswith("code_")]
+    for lang, present, absent in (
+        ("zh", zh_fields, en_fields + code_fields),
+        ("en", en_fields, zh_fields + code_fields),
+        ("code", code_fields, zh_fields + en_fields),
+    ):
+        rows = scores.filter(pl.col("lang") == lang)
+        assert len(rows) and rows.select(absent).null_count().sum_horizontal().item() == len(rows) * len(absent)
+        # every zh / code rule is measured on every document of its kind (English: a few are undefined, e.g.
+        # the top n-gram of a text with fewer words than n)
+        if lang != "en":
+            assert rows.select(present).null_count().sum_horizontal().item() == 0
+    gone = removed(cfg, "filter").unnest("scores")
+    for row in gone.iter_rows(named=True):
+        assert thresholds[row["reason"]].fails(row[row["reason"]]), row["reason"]
+    dup = gone.filter(pl.col("reason") == "zh_dup_lines")  # a late rule: the later ones still measured
+    assert dup["zh_mean_word_length"].null_count() == 0 and dup["zh_dup_10gram"].null_count() == 0
+    # the question the column is for: what share of zh documents would a stricter threshold remove?
+    zh = scores.filter(pl.col("lang") == "zh")
+    share = zh.select((pl.col("zh_entropy") < 4.5).mean()).item()
+    assert 0 < share < 1
+    assert verify(cfg, quiet=True) == []
+
+
+def test_pipeline_sample_command(filtered, capsys):
+    cfg = filtered
+    config = str(cfg.file)
+    assert cli_main(["sample", "filter", "--reason", "zh_dup_lines", "-n", "5", "--config", config]) == 0
+    out = capsys.readouterr().out
+    (doc_id,) = removed(cfg, "filter").filter(pl.col("reason") == "zh_dup_lines")["id"]
+    assert f"── {doc_id}  reason: zh_dup_lines" in out and "zh_dup_lines=0.6667" in out
+    assert cli_main(["sample", "filter", "--kept", "-n", "2", "--seed", "3", "--chars", "40", "--config", config]) == 0
+    first = capsys.readouterr().out
+    assert cli_main(["sample", "filter", "--kept", "-n", "2", "--seed", "3", "--chars", "40", "--config", config]) == 0
+    assert capsys.readouterr().out == first  # reproducible by seed
+    printed = [line.split()[1] for line in first.splitlines() if line.startswith("── ")]
+    assert len(printed) == 2 and set(printed) <= set(kept(cfg, "filter")["id"])
+    assert cli_main(["sample", "filter", "--reason", "zh_nothing", "--config", config]) == 2
+    assert "reasons there: " in capsys.readouterr().err
+
+
+def test_report_draws_each_rule(filtered):
+    cfg = filtered
+    text = write_report(cfg).read_text(encoding="utf-8")
+    assert "## Filter rules: measured values" in text
+    row = next(line for line in text.splitlines() if line.startswith("| zh_dup_lines |"))
+    # 8 zh documents measured, one of them (the thrice repeated text) fails and is removed by it
+    assert row == "| zh_dup_lines | kept if <= 0.287 | 8 | 0 | 12.5% | 1 |"
+    for family in ("zh", "en", "code"):
+        assert (cfg.workdir / "report" / f"scores_{family}.png").stat().st_size > 10_000

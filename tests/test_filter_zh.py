@@ -298,3 +298,45 @@ def test_only_zh_documents_are_checked(zh_filter):
 def test_unknown_rule_in_skip_is_a_config_error():
     with pytest.raises(ValueError, match="unknown rule"):
         ZhRulesConfig(skip=["no_such_rule"])
+
+
+def test_scores_measure_every_rule_and_decide_as_the_early_stop(zh_filter, books):
+    """Every rule is measured (the `scores` column), also after the first failing one; the decision is the one
+    the rules gave when measuring stopped at the first failure and the duplicated n-grams stopped early."""
+    cfg = ZhRulesConfig()
+    fields = [t.field for t in zh_filter.thresholds]
+    for text in books:
+        scores, reason = zh_filter.evaluate(zh_doc(text))
+        assert list(scores) == fields and all(v is not None for v in scores.values())
+        t = z.normalize(text)
+        early = None  # the order and comparisons the filter used before it measured every rule
+        for field, fails in (
+            ("zh_length", not cfg.min_length <= len(t) <= cfg.max_length),
+            ("zh_sentences", z.sentence_count(t) < cfg.min_sentences),
+            ("zh_hash_ratio", z.hash_ratio(t) > cfg.max_hash_ratio),
+            ("zh_ellipsis_ratio", z.ellipsis_ratio(t) > cfg.max_ellipsis_ratio),
+            ("zh_bracket_ratio", z.bracket_ratio(t) > cfg.max_bracket_ratio),
+            ("zh_punctuation", z.punctuation_ratio(t) <= cfg.min_punctuation),
+            ("zh_unique_chars", z.unique_char_ratio(t) <= cfg.min_unique_chars),
+            ("zh_entropy", z.char_entropy(t) < cfg.min_entropy),
+            ("zh_digit_ratio", z.digit_ratio(t) > cfg.max_digit_ratio),
+            ("zh_readmore_lines", z.readmore_line_ratio(t) > cfg.max_readmore_lines),
+            ("zh_ellipsis_lines", z.ellipsis_line_ratio(t) > cfg.max_ellipsis_lines),
+            ("zh_bullet_lines", z.bullet_line_ratio(t) > cfg.max_bullet_lines),
+            ("zh_dup_lines", z.dup_line_ratio(t) > cfg.max_dup_lines),
+            *((f"zh_top_{n}gram", z.top_ngram_ratio(t, n) > v) for n, v in sorted(cfg.max_top_ngram.items())),
+        ):
+            if fails:
+                early = field
+                break
+        if early is None:
+            passed, n, _ = z.passes_dup_ngrams(t, cfg.max_dup_ngram)
+            if not passed:
+                early = f"zh_dup_{n}gram"
+            elif not cfg.min_mean_word_length <= z.mean_word_length(t) <= cfg.max_mean_word_length:
+                early = "zh_mean_word_length"
+        assert reason == early
+    tripled = "\n".join([books[3]] * 3)
+    scores, reason = zh_filter.evaluate(zh_doc(tripled))
+    assert reason == "zh_dup_lines" and scores["zh_dup_lines"] == 2 / 3
+    assert scores["zh_dup_5gram"] > 0.6 and scores["zh_mean_word_length"] > 1.3  # measured after the failure

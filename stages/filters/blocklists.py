@@ -9,6 +9,8 @@ from pathlib import Path
 from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import BaseFilter
 
+from stages.filters.scores import Threshold
+
 
 def _strip_url(url: str) -> str:
     url = url.strip().lower()
@@ -56,10 +58,17 @@ class UrlBlocklistFilter(BaseFilter):
         self.path = str(path)
         self._list: UrlBlocklist | None = None
 
-    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+    thresholds = [Threshold("url_blocklist", high=0)]
+
+    def evaluate(self, doc: Document) -> tuple[dict[str, float], str | None]:
+        """1.0 for a blocked URL, 0.0 otherwise (also without a URL)."""
         if self._list is None:
             self._list = UrlBlocklist.from_file(self.path)
-        return (False, "url_blocklist") if self._list.blocked(doc.metadata.get("url")) else True
+        blocked = self._list.blocked(doc.metadata.get("url"))
+        return {"url_blocklist": float(blocked)}, "url_blocklist" if blocked else None
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        return (False, "url_blocklist") if self.evaluate(doc)[1] else True
 
 
 def bad_words_pattern(words: list[str]) -> re.Pattern | None:
@@ -90,11 +99,21 @@ class BadWordsFilter(BaseFilter):
         state["_pattern"], state["_loaded"] = None, False
         return state
 
-    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+    @property
+    def thresholds(self) -> list[Threshold]:
+        return [Threshold("bad_words", high=self.max_count)]
+
+    def evaluate(self, doc: Document) -> tuple[dict[str, float], str | None] | None:
+        """The number of bad-word occurrences; None for code, which the list does not apply to."""
         if doc.metadata.get("kind") == "code":
-            return True
+            return None
         if not self._loaded:
             lines = Path(self.path).read_text(encoding="utf-8").splitlines()
             self._pattern = bad_words_pattern([w for w in lines if not w.lstrip().startswith("#")])
             self._loaded = True
-        return (False, "bad_words") if count_bad_words(doc.text, self._pattern) > self.max_count else True
+        count = count_bad_words(doc.text, self._pattern)
+        return {"bad_words": float(count)}, "bad_words" if count > self.max_count else None
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        result = self.evaluate(doc)
+        return (False, "bad_words") if result is not None and result[1] else True

@@ -8,6 +8,7 @@ from datatrove.pipeline.filters.base_filter import BaseFilter
 from pydantic import Field
 
 from stages.base import StrictModel
+from stages.filters.scores import Threshold, first_failing
 
 
 class CodeConfig(StrictModel):
@@ -46,13 +47,27 @@ class CodeQualityFilter(BaseFilter):
         super().__init__(exclusion_writer)
         self.cfg = cfg
 
-    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+    @property
+    def thresholds(self) -> list[Threshold]:
+        return [
+            Threshold("code_max_line_length", high=self.cfg.max_line_length),
+            Threshold("code_mean_line_length", high=self.cfg.max_mean_line_length),
+            Threshold("code_alnum_ratio", low=self.cfg.min_alnum_ratio),
+        ]
+
+    def evaluate(self, doc: Document) -> tuple[dict[str, float], str | None] | None:
+        """The three values and the first failing rule's reason; None for a document that is not code."""
         if doc.metadata.get("kind") != "code":
+            return None
+        scores = {
+            "code_max_line_length": float(max_line_length(doc.text)),
+            "code_mean_line_length": mean_line_length(doc.text),
+            "code_alnum_ratio": alnum_ratio(doc.text),
+        }
+        return scores, first_failing(scores, self.thresholds)
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        result = self.evaluate(doc)
+        if result is None or result[1] is None:
             return True
-        if max_line_length(doc.text) > self.cfg.max_line_length:
-            return False, "code_max_line_length"
-        if mean_line_length(doc.text) > self.cfg.max_mean_line_length:
-            return False, "code_mean_line_length"
-        if alnum_ratio(doc.text) < self.cfg.min_alnum_ratio:
-            return False, "code_alnum_ratio"
-        return True
+        return False, result[1]

@@ -6,6 +6,7 @@ in its NFKC form, cheapest rule first; the reason is `zh_<rule>` for the first r
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Literal
 
 from datatrove.data import Document
@@ -14,6 +15,7 @@ from pydantic import Field, field_validator
 
 from stages import zh_rules
 from stages.base import IntKey, StrictModel
+from stages.filters.scores import Threshold, first_failing
 
 
 class ZhRulesConfig(StrictModel):
@@ -81,49 +83,56 @@ class ZhRulesConfig(StrictModel):
         return v
 
 
-def zh_checks(cfg: ZhRulesConfig) -> list[tuple[str, Callable[[str], str | None]]]:
-    """(rule, check) pairs in the order they run, cheapest first; a check returns the removal reason or None."""
-
-    def over(name: str, fn: Callable[[str], float], limit: float):
-        return name, lambda t: f"zh_{name}" if fn(t) > limit else None
-
-    def top_ngrams(t: str) -> str | None:
-        for n, limit in sorted(cfg.max_top_ngram.items()):
-            if zh_rules.top_ngram_ratio(t, n) > limit:
-                return f"zh_top_{n}gram"
-        return None
-
-    def dup_ngrams(t: str) -> str | None:
-        passed, n, _ = zh_rules.passes_dup_ngrams(t, cfg.max_dup_ngram)
-        return None if passed else f"zh_dup_{n}gram"
-
-    def mean_word_length(t: str) -> str | None:
-        v = zh_rules.mean_word_length(t, cfg.segmenter)
-        return "zh_mean_word_length" if not cfg.min_mean_word_length <= v <= cfg.max_mean_word_length else None
-
+def zh_measures(cfg: ZhRulesConfig) -> list[tuple[Threshold, Callable[[str], float]]]:
+    """(threshold, measure) pairs in the order the rules decide, cheapest first; the threshold's field is the
+    removal reason. Every measure runs on every zh document (the `scores` column), the decision is the first
+    threshold that fails. The duplicated n-gram share never grows with n (a repeated (n+1)-gram is made of repeated
+    n-grams), so "first n that fails" is the same decision `passes_dup_ngrams`'s early stop gives."""
     suffixes = tuple(cfg.readmore_suffixes)
-    checks = [
-        ("length", lambda t: "zh_length" if not cfg.min_length <= len(t) <= cfg.max_length else None),
-        ("sentences", lambda t: "zh_sentences" if zh_rules.sentence_count(t) < cfg.min_sentences else None),
-        over("hash_ratio", zh_rules.hash_ratio, cfg.max_hash_ratio),
-        over("ellipsis_ratio", zh_rules.ellipsis_ratio, cfg.max_ellipsis_ratio),
-        over("bracket_ratio", zh_rules.bracket_ratio, cfg.max_bracket_ratio),
-        ("punctuation", lambda t: "zh_punctuation" if zh_rules.punctuation_ratio(t) <= cfg.min_punctuation else None),
+    segmenter = cfg.segmenter
+    rules: list[tuple[str, Threshold, Callable[[str], float]]] = [
+        ("length", Threshold("zh_length", low=cfg.min_length, high=cfg.max_length), len),
+        ("sentences", Threshold("zh_sentences", low=cfg.min_sentences), zh_rules.sentence_count),
+        ("hash_ratio", Threshold("zh_hash_ratio", high=cfg.max_hash_ratio), zh_rules.hash_ratio),
+        ("ellipsis_ratio", Threshold("zh_ellipsis_ratio", high=cfg.max_ellipsis_ratio), zh_rules.ellipsis_ratio),
+        ("bracket_ratio", Threshold("zh_bracket_ratio", high=cfg.max_bracket_ratio), zh_rules.bracket_ratio),
+        (
+            "punctuation",
+            Threshold("zh_punctuation", low=cfg.min_punctuation, low_strict=True),
+            zh_rules.punctuation_ratio,
+        ),
         (
             "unique_chars",
-            lambda t: "zh_unique_chars" if zh_rules.unique_char_ratio(t) <= cfg.min_unique_chars else None,
+            Threshold("zh_unique_chars", low=cfg.min_unique_chars, low_strict=True),
+            zh_rules.unique_char_ratio,
         ),
-        ("entropy", lambda t: "zh_entropy" if zh_rules.char_entropy(t) < cfg.min_entropy else None),
-        over("digit_ratio", zh_rules.digit_ratio, cfg.max_digit_ratio),
-        over("readmore_lines", lambda t: zh_rules.readmore_line_ratio(t, suffixes), cfg.max_readmore_lines),
-        over("ellipsis_lines", zh_rules.ellipsis_line_ratio, cfg.max_ellipsis_lines),
-        over("bullet_lines", zh_rules.bullet_line_ratio, cfg.max_bullet_lines),
-        over("dup_lines", zh_rules.dup_line_ratio, cfg.max_dup_lines),
-        ("top_ngram", top_ngrams),
-        ("dup_ngram", dup_ngrams),
-        ("mean_word_length", mean_word_length),  # segmentation: the dearest, so last
+        ("entropy", Threshold("zh_entropy", low=cfg.min_entropy), zh_rules.char_entropy),
+        ("digit_ratio", Threshold("zh_digit_ratio", high=cfg.max_digit_ratio), zh_rules.digit_ratio),
+        (
+            "readmore_lines",
+            Threshold("zh_readmore_lines", high=cfg.max_readmore_lines),
+            lambda t: zh_rules.readmore_line_ratio(t, suffixes),
+        ),
+        ("ellipsis_lines", Threshold("zh_ellipsis_lines", high=cfg.max_ellipsis_lines), zh_rules.ellipsis_line_ratio),
+        ("bullet_lines", Threshold("zh_bullet_lines", high=cfg.max_bullet_lines), zh_rules.bullet_line_ratio),
+        ("dup_lines", Threshold("zh_dup_lines", high=cfg.max_dup_lines), zh_rules.dup_line_ratio),
     ]
-    return [(name, check) for name, check in checks if name not in cfg.skip]
+    rules += [
+        ("top_ngram", Threshold(f"zh_top_{n}gram", high=limit), partial(zh_rules.top_ngram_ratio, n=n))
+        for n, limit in sorted(cfg.max_top_ngram.items())
+    ]
+    rules += [
+        ("dup_ngram", Threshold(f"zh_dup_{n}gram", high=limit), partial(zh_rules.dup_ngram_ratio, n=n))
+        for n, limit in sorted(cfg.max_dup_ngram.items())
+    ]
+    rules.append(  # segmentation: the dearest, so last
+        (
+            "mean_word_length",
+            Threshold("zh_mean_word_length", low=cfg.min_mean_word_length, high=cfg.max_mean_word_length),
+            lambda t: zh_rules.mean_word_length(t, segmenter),
+        )
+    )
+    return [(threshold, measure) for name, threshold, measure in rules if name not in cfg.skip]
 
 
 class ZhQualityFilter(BaseFilter):
@@ -134,20 +143,29 @@ class ZhQualityFilter(BaseFilter):
     def __init__(self, cfg: ZhRulesConfig, exclusion_writer=None):
         super().__init__(exclusion_writer)
         self.cfg = cfg
-        self._checks = None  # built in the worker: closures are rebuilt rather than pickled
+        self._measures = None  # built in the worker: closures are rebuilt rather than pickled
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_checks"] = None
+        state["_measures"] = None
         return state
 
-    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+    @property
+    def thresholds(self) -> list[Threshold]:
+        return [t for t, _ in zh_measures(self.cfg)]
+
+    def evaluate(self, doc: Document) -> tuple[dict[str, float], str | None] | None:
+        """Every rule's value on the NFKC text and the first failing rule's reason; None for a non-zh document."""
         if doc.metadata.get("lang") != "zh" or doc.metadata.get("kind") == "code":
-            return True
-        if self._checks is None:
-            self._checks = zh_checks(self.cfg)
+            return None
+        if self._measures is None:
+            self._measures = zh_measures(self.cfg)
         text = zh_rules.normalize(doc.text)
-        for _, check in self._checks:
-            if reason := check(text):
-                return False, reason
-        return True
+        scores = {t.field: float(measure(text)) for t, measure in self._measures}
+        return scores, first_failing(scores, [t for t, _ in self._measures])
+
+    def filter(self, doc: Document) -> bool | tuple[bool, str]:
+        result = self.evaluate(doc)
+        if result is None or result[1] is None:
+            return True
+        return False, result[1]
