@@ -294,6 +294,7 @@ def _quality_section(cfg: Config, out_dir: Path) -> list[str]:
     lines += ["", "| score | documents |", "| --- | ---: |"]
     lines += [f"| {i * width:.2f}-{(i + 1) * width:.2f} | {n:,} |" for i, n in enumerate(bins)]
     lines += ["", "![quality scores](quality_scores.png)", ""]
+    return lines
 
 
 def _evaluation_section(cfg: Config) -> list[str]:
