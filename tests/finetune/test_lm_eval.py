@@ -1,8 +1,8 @@
 """The exported Hugging Face folder runs under lm-evaluation-harness (`lm_eval --model hf`) on the repository's own
 task definition (data/sample/eval/lm_eval/), which reads the bundled MMLU sample.
 
-lm_eval is the optional `lm_eval` extra, not installed by `make install`: without it the test is skipped. If the
-Makefile ever installs it, a CI run (CI=true) fails instead of skipping, so the check cannot silently go away."""
+lm_eval is the `lm_eval` extra, which `make install` installs; in a venv without it the test is skipped, but a CI run
+(CI=true) with the Makefile installing it fails instead of skipping, so the check cannot silently go away."""
 
 from __future__ import annotations
 
