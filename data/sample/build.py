@@ -322,6 +322,45 @@ def _flatten_mengxue(node, lines: list[str], depth: int = 0) -> None:
             _flatten_mengxue(node[key], lines, depth + 1)
 
 
+def manpage_files(root: str) -> list[tuple[str, str]]:
+    """(section/page, path) of the eligible manpages-zh pages under an extracted package `root`, in a fixed order
+    (books_zh takes every 3rd; heldout/build.py takes others)."""
+    mroot = os.path.join(root, "usr", "share", "man", "zh_CN")
+    excluded = {"man1/kill.1", "man6/intro.6", "man7/epoll.7"}  # other licences, see copyright file
+    pages = []
+    for sec in ("man1", "man5", "man7", "man8"):
+        for f in sorted(glob.glob(os.path.join(mroot, sec, "*.gz"))):
+            rel = f"{sec}/{os.path.basename(f)[:-3]}"
+            if os.path.islink(f) or rel in excluded:
+                continue
+            pages.append((rel, f))
+    return pages
+
+
+def render_manpage(path: str) -> str | None:
+    """A gzipped man page rendered to text with groff; None when it is only a `.so` redirect or its text is out of
+    300-20,000 characters or less than 15% CJK."""
+    with gzip.open(path, "rb") as fh:
+        roff = fh.read()
+    if roff.lstrip().startswith(b".so "):
+        return None
+    r = subprocess.run(
+        ["groff", "-k", "-t", "-mandoc", "-Tutf8", "-rLL=4000n", "-P-cbou"],
+        input=roff,
+        capture_output=True,
+        env=dict(os.environ, LC_ALL="C.UTF-8"),
+    )
+    lines = [ln.strip() for ln in r.stdout.decode("utf-8", "replace").split("\n")]
+    # drop the running header/footer lines groff puts on the page
+    lines = [ln for ln in lines if ln]
+    if len(lines) > 2:
+        lines = lines[1:-1]
+    text = re.sub(r"[ \t]+", " ", "\n".join(lines))
+    if not (300 <= len(text) <= 20000) or cjk_ratio(text) < 0.15:
+        return None
+    return text
+
+
 def books_zh(src: dict) -> list[dict]:
     docs = []
 
@@ -431,38 +470,12 @@ def books_zh(src: dict) -> list[dict]:
             )
 
     # Chinese man pages (GFDL part only), rendered with groff, every 3rd eligible page
-    mroot = os.path.join(src["manpages-zh"], "usr", "share", "man", "zh_CN")
-    excluded = {"man1/kill.1", "man6/intro.6", "man7/epoll.7"}  # other licences, see copyright file
-    pages = []
-    for sec in ("man1", "man5", "man7", "man8"):
-        for f in sorted(glob.glob(os.path.join(mroot, sec, "*.gz"))):
-            rel = f"{sec}/{os.path.basename(f)[:-3]}"
-            if os.path.islink(f) or rel in excluded:
-                continue
-            pages.append((rel, f))
-    env = dict(os.environ, LC_ALL="C.UTF-8")
     taken = 0
-    for i, (rel, f) in enumerate(pages):
+    for i, (rel, f) in enumerate(manpage_files(src["manpages-zh"])):
         if i % 3:
             continue
-        with gzip.open(f, "rb") as fh:
-            roff = fh.read()
-        if roff.lstrip().startswith(b".so "):
-            continue
-        r = subprocess.run(
-            ["groff", "-k", "-t", "-mandoc", "-Tutf8", "-rLL=4000n", "-P-cbou"],
-            input=roff,
-            capture_output=True,
-            env=env,
-        )
-        text = r.stdout.decode("utf-8", "replace")
-        lines = [ln.strip() for ln in text.split("\n")]
-        # drop the running header/footer lines groff puts on the page
-        lines = [ln for ln in lines if ln]
-        if len(lines) > 2:
-            lines = lines[1:-1]
-        text = re.sub(r"[ \t]+", " ", "\n".join(lines))
-        if not (300 <= len(text) <= 20000) or cjk_ratio(text) < 0.15:
+        text = render_manpage(f)
+        if text is None:
             continue
         name, sect = rel.split("/")[1].rsplit(".", 1)
         add(

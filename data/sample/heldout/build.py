@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import argparse
 import glob
-import gzip
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -33,36 +31,12 @@ MAX_CHARS = 40_000
 
 
 def manpages_zh(root: str) -> list[dict]:
-    mroot = os.path.join(root, "usr", "share", "man", "zh_CN")
-    excluded = {"man1/kill.1", "man6/intro.6", "man7/epoll.7"}  # other licences (as in build.py)
-    pages = []
-    for sec in ("man1", "man5", "man7", "man8"):
-        for f in sorted(glob.glob(os.path.join(mroot, sec, "*.gz"))):
-            rel = f"{sec}/{os.path.basename(f)[:-3]}"
-            if os.path.islink(f) or rel in excluded:
-                continue
-            pages.append((rel, f))
-    env = dict(os.environ, LC_ALL="C.UTF-8")
     rows, total = [], 0
-    for i, (rel, f) in enumerate(pages):
+    for i, (rel, f) in enumerate(sample_build.manpage_files(root)):
         if i % 3 != 1:  # build.py's books_zh takes i % 3 == 0
             continue
-        with gzip.open(f, "rb") as fh:
-            roff = fh.read()
-        if roff.lstrip().startswith(b".so "):
-            continue
-        r = subprocess.run(
-            ["groff", "-k", "-t", "-mandoc", "-Tutf8", "-rLL=4000n", "-P-cbou"],
-            input=roff,
-            capture_output=True,
-            env=env,
-        )
-        lines = [ln.strip() for ln in r.stdout.decode("utf-8", "replace").split("\n")]
-        lines = [ln for ln in lines if ln]
-        if len(lines) > 2:
-            lines = lines[1:-1]
-        text = re.sub(r"[ \t]+", " ", "\n".join(lines))
-        if not (300 <= len(text) <= 20000) or sample_build.cjk_ratio(text) < 0.15:
+        text = sample_build.render_manpage(f)
+        if text is None:
             continue
         if total + len(text) > MAX_CHARS:
             break
