@@ -6,6 +6,7 @@ import itertools
 import json
 import os
 import random
+import re
 import shutil
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import unicodedata
 import numpy as np
 import polars as pl
 import pytest
+import xxhash
 from datasketch import MinHash
 
 from pipeline import runner
@@ -152,6 +154,20 @@ def test_exact_key_folding():
     assert exact_key("Hello  World\n") == exact_key("hello world")
     assert exact_key("Hello  World", "whitespace") != exact_key("hello world", "whitespace")
     assert exact_key("a b", "none") != exact_key("a  b", "none")
+
+
+def test_exact_key_folds_whitespace_as_the_regex_definition(books, en_docs):
+    """exact_key's split/join equals collapsing `\\s+` to one space and stripping, on every code point and on the
+    sample's documents."""
+    ws = re.compile(r"\s+")
+    assert [chr(c) for c in range(0x110000) if bool(ws.fullmatch(chr(c))) != chr(c).isspace()] == []
+    odd = "\u3000全角\u3000空格\x1c分隔\u2028行\xa0不断 \t\n  Ab"
+    for text in [*books[:100], *en_docs, odd]:
+        for normalize in ("whitespace", "whitespace_case"):
+            folded = ws.sub(" ", text).strip()
+            folded = folded.casefold() if normalize == "whitespace_case" else folded
+            h = xxhash.xxh3_128_intdigest(folded.encode("utf-8", "surrogatepass"))
+            assert exact_key(text, normalize) == (h >> 64, h & 0xFFFFFFFFFFFFFFFF)
 
 
 def test_natural_key_orders_numbers_as_numbers():
