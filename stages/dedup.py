@@ -14,8 +14,8 @@ signatures, all candidates' shingles or all duplicate ids:
    shingle sets once per part that needs them; `verify` (verify_parts tasks) keeps the pairs whose exact Jaccard
    reaches verify_threshold, holding only its part's sets. verify = "signature": `verify` compares the pairs'
    full signatures instead. verify = "none" (MAP-CC) merges every candidate.)
-4. `clusters` (one task): connected components (scipy) of the exact pairs, then of all merging pairs, on integer
-   nodes only, written split by group into cluster_parts files.
+4. `clusters` (one task): connected components (NumPy union-find) of the exact pairs, then of all merging pairs,
+   on integer nodes only, written split by group into cluster_parts files.
 5. `keepers` (cluster_parts tasks): the keeper of a group is its smallest id, so the kept set does not depend on
    the number of tasks; writes per signature task which positions to remove and the cluster of each kept one.
 6. `filter` (executor.tasks tasks, the same input split as step 1): removes `exact_duplicate` and `near_duplicate`
@@ -272,18 +272,31 @@ class DedupBuckets(PipelineStep):
 
 
 def _components(pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes that appear in any pair, and their connected-component label."""
-    # Imported here: scipy.sparse.csgraph takes 0.5-0.75 s to import (python -X importtime, this 2-core machine),
-    # only the clusters phase needs it, and every `pipeline` command imports this module for DedupConfig.
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
+    """Nodes that appear in any pair, and their connected-component label: components numbered in the order of
+    their smallest node, as scipy's connected_components numbers them (tests/test_dedup.py compares the two).
 
+    Union by smallest root with pointer jumping, in NumPy: each round points the larger root of every edge whose
+    ends have different roots at the smaller one, then follows pointers until every node points at its root, so a
+    component's root ends as its smallest node. Replaces scipy.sparse.csgraph, whose import alone cost 0.15-0.2
+    CPU-s per run (a fixed cost of every dedup run, whatever its size)."""
     if len(pairs) == 0:
         return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
     nodes, inverse = np.unique(pairs.ravel(), return_inverse=True)
     edges = inverse.reshape(-1, 2)
-    graph = coo_matrix((np.ones(len(edges), dtype=np.int8), (edges[:, 0], edges[:, 1])), shape=(len(nodes),) * 2)
-    _, labels = connected_components(graph, directed=False)
+    root = np.arange(len(nodes))
+    while True:
+        a, b = root[edges[:, 0]], root[edges[:, 1]]
+        apart = a != b
+        if not apart.any():
+            break
+        edges = edges[apart]  # an edge whose ends share a root stays joined
+        np.minimum.at(root, np.maximum(a[apart], b[apart]), np.minimum(a[apart], b[apart]))
+        while True:  # root[x] <= x throughout, so this ends, at the roots
+            jumped = root[root]
+            if np.array_equal(jumped, root):
+                break
+            root = jumped
+    labels = np.unique(root, return_inverse=True)[1]
     return nodes, labels
 
 
@@ -297,19 +310,41 @@ def _candidate_pairs(work: Path, part: int) -> np.ndarray:
     return np.unique(pairs, axis=0) if len(pairs) else pairs
 
 
+def _exactly_linked(work: Path, cfg: DedupConfig, pairs: np.ndarray) -> np.ndarray:
+    """Which pairs join two documents of one exact-duplicate group. The exact pairs link each member of a group to
+    its first member (a star, each group within one bucket part), so two nodes are in one group when their roots
+    (the first member, or the node itself) are equal."""
+    if not cfg.exact or len(pairs) == 0:
+        return np.zeros(len(pairs), dtype=bool)
+    files = [work / "pairs" / "exact" / f"exact_{p:03d}.npy" for p in range(cfg.bucket_parts)]
+    exact = _load_or_empty(files, (0, 2), np.int64)
+    if len(exact) == 0:
+        return np.zeros(len(pairs), dtype=bool)
+    order = np.argsort(exact[:, 1])
+    members, roots = exact[order, 1], exact[order, 0]
+    found = np.searchsorted(members, pairs).clip(max=len(members) - 1)
+    root = np.where(members[found] == pairs, roots[found], pairs)
+    return root[:, 0] == root[:, 1]
+
+
 class DedupCandidates(PipelineStep):
     """For exact verification (verify_parts tasks): a part's distinct candidate pairs, and for each signature task
-    the positions of the documents this part needs shingled."""
+    the positions of the documents this part needs shingled. A pair inside one exact-duplicate group is left out:
+    the exact pairs already join it in the clusters step, so verifying it (and shingling documents only it needs)
+    could not change a group."""
 
     name = "dedup candidates"
     type = "🫂 - DEDUP"
 
-    def __init__(self, work: Path, signature_tasks: int):
+    def __init__(self, work: Path, signature_tasks: int, cfg: DedupConfig):
         super().__init__()
-        self.work, self.signature_tasks = Path(work), signature_tasks
+        self.work, self.signature_tasks, self.cfg = Path(work), signature_tasks, cfg
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         pairs = _candidate_pairs(self.work, rank)
+        linked = _exactly_linked(self.work, self.cfg, pairs)
+        self.stat_update("exactly_linked_pairs", value=int(linked.sum()))
+        pairs = pairs[~linked]
         _save(self.work / "candidates" / f"{rank:03d}.npy", pairs)
         ranks, positions = _node_parts(np.unique(pairs.ravel()))
         for r in range(self.signature_tasks):
@@ -643,7 +678,7 @@ def build(ctx: StageContext) -> list[Phase]:
         bucket_tasks = ((cfg.bands if cfg.minhash else 0) + (1 if cfg.exact else 0)) * cfg.bucket_parts
         phases.append(Phase("buckets", [DedupBuckets(work, cfg, ctx.tasks)], bucket_tasks))
         if cfg.minhash and cfg.verify == "exact":
-            phases.append(Phase("candidates", [DedupCandidates(work, ctx.tasks)], cfg.verify_parts))
+            phases.append(Phase("candidates", [DedupCandidates(work, ctx.tasks, cfg)], cfg.verify_parts))
             phases.append(Phase("shingles", [ShardReader(ctx.input_dir), CandidateShingles(work, cfg)], ctx.tasks))
         if cfg.minhash and cfg.verify != "none":
             verify = DedupVerify(work, ctx.tasks, cfg.verify, cfg.verify_threshold)

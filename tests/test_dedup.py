@@ -23,7 +23,7 @@ from datasketch import MinHash
 from pipeline import runner
 from pipeline.config import load_config
 from pipeline.verify import verify
-from stages import dedup_rules
+from stages import dedup, dedup_rules
 from stages.dedup import natural_key
 from stages.dedup_rules import (
     band_keys,
@@ -214,6 +214,27 @@ def test_similar_lines_fast_path_equals_its_definition(
     expected = [remove_similar_lines_reference(d, *params) for d in docs]
     assert sum(dropped for _, dropped in expected) > 100
     assert [remove_similar_lines(d, *params) for d in docs] == expected
+
+
+def test_components_number_groups_as_scipy_does():
+    """The NumPy union-find gives scipy's connected_components labels (components in the order of their smallest
+    node) on random graphs of every density, chains (the most pointer jumps) and node values as large as a node's
+    task << 40 | position."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    rng = np.random.default_rng(7)
+    graphs = [rng.integers(0, n, size=(m, 2)) for n, m in [(2, 1), (50, 10), (50, 60), (1000, 700), (5000, 20000)]]
+    graphs.append(np.stack([np.arange(999, 0, -1), np.arange(998, -1, -1)], axis=1))  # one chain, reversed
+    graphs.append((rng.integers(0, 4, size=(300, 2)) << 40) | rng.integers(0, 200, size=(300, 2)))
+    for pairs in graphs:
+        nodes, inverse = np.unique(pairs.ravel(), return_inverse=True)
+        edges = inverse.reshape(-1, 2)
+        graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(len(nodes),) * 2)
+        got_nodes, labels = dedup._components(pairs.astype(np.int64))
+        assert np.array_equal(got_nodes, nodes)
+        assert np.array_equal(labels, connected_components(graph, directed=False)[1])
+    assert [len(x) for x in dedup._components(np.empty((0, 2), dtype=np.int64))] == [0, 0]
 
 
 # --- the stage ---------------------------------------------------------------------------------------------------
