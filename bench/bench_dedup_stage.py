@@ -1,15 +1,18 @@
 """The whole dedup stage against datatrove's 4-step MinHash on the same documents, one worker each (issue 13).
 
     .venv/bin/python bench/bench_dedup_stage.py [--input GLOB] [--mb 8] [--rounds 3] [--out bench/results/dedup_stage.md]
+        [--also CHECKOUT ...]
 
 The documents: Chinese documents (`lang == "zh"` when the files have a lang column) from `--input` (Parquet with a
 `text` column; default the scale corpus's filter output when /work/scale_data exists, else the sample's books_zh),
 taken in file order up to `--mb` MB of UTF-8. They are ingested once (`pipeline run ingest`, langid and filter off),
 and both sides then read the same `ingest/kept/*.parquet`:
 
-- ours: `python -m pipeline run dedup --force` (one task, one worker): exact dedup, MinHash (character 13-grams,
-  9 x 13, signature verification), similar lines, kept/removed Parquet shards; and the same with exact and
-  similar-lines off (`ours, MinHash only`), the part that datatrove's four steps also do.
+- ours: `python -m pipeline run dedup --force` (one task, one worker) with the default settings: exact dedup,
+  MinHash (character 13-grams, 14 x 7, exact Jaccard verification at 0.85), similar lines, kept/removed Parquet
+  shards; and the same with exact and similar-lines off (`ours, MinHash only`), the part that datatrove's four
+  steps also do. `--also CHECKOUT` adds the whole stage run from another checkout of this repository (PYTHONPATH
+  set to it, same interpreter), e.g. the commit before a change, timed in the same rounds.
 - datatrove: `MinhashDedupSignature` (its defaults, FineWeb's 5-word shingles x 14 buckets x 8 hashes, with
   language "zh": spaCy's jieba segmenter, as FineWeb-2 does for Chinese) -> `MinhashDedupBuckets` (14 tasks) ->
   `MinhashDedupCluster` -> `MinhashDedupFilter` with Parquet writers for kept and removed, on datatrove's local
@@ -40,7 +43,7 @@ import pyarrow.parquet as pq
 from common import emit  # bench/ is on sys.path when run as a script
 
 REPO = Path(__file__).resolve().parent.parent
-SCALE_FILTER = Path("/work/scale_data/run0.1/out/filter/kept")
+SCALE_FILTER = Path("/work/scale_data/s3run0.1/out/filter/kept")
 PY = sys.executable
 
 
@@ -91,11 +94,11 @@ enabled = false
 """
 
 
-def timed(cmd: list[str], cwd: Path) -> tuple[float, float]:
+def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
     """Wall and CPU seconds of one child process (its CPU: user + system, from getrusage of the children)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if done.returncode != 0:
@@ -142,6 +145,7 @@ def main() -> None:
     p.add_argument("--mb", type=float, default=8.0, help="MB of UTF-8 text to take")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--out", type=Path)
+    p.add_argument("--also", nargs="*", default=[], type=Path, help="other checkouts whose whole stage is timed too")
     p.add_argument("--datatrove-run", nargs=2, metavar=("INPUT_DIR", "OUT_DIR"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.datatrove_run:
@@ -160,7 +164,7 @@ def main() -> None:
         kept = folder / "out" / "ingest" / "kept"
         ours = [PY, "-m", "pipeline", "run", "dedup", "--config", "pipeline.toml", "--force"]
         runs = {
-            "ours, whole stage (exact + MinHash 9x13 + similar lines)": ours,
+            "ours, whole stage (exact + MinHash 14x7, exact verification + similar lines)": ours,
             "ours, MinHash only": [
                 *ours,
                 "--set",
@@ -176,12 +180,17 @@ def main() -> None:
                 str(folder / "dt"),
             ],  # fmt: skip
         }
+        envs = {name: env for name in runs}
+        for checkout in args.also:
+            name = f"ours at {checkout}, whole stage"
+            runs[name] = ours
+            envs[name] = {**os.environ, "PYTHONPATH": str(checkout.resolve())}
         times: dict[str, list[tuple[float, float]]] = {name: [] for name in runs}
         removed: dict[str, int] = {}
         for _ in range(args.rounds):  # round-robin: load from other processes hits every command alike
             for name, cmd in runs.items():
                 shutil.rmtree(folder / "dt", ignore_errors=True)
-                times[name].append(timed(cmd, folder))
+                times[name].append(timed(cmd, folder, envs[name]))
                 if name.startswith("datatrove"):
                     files = list((folder / "dt" / "removed").glob("*.parquet"))
                     removed[name] = sum(pq.ParquetFile(f).metadata.num_rows for f in files)
