@@ -287,8 +287,7 @@ def _near_earlier_lines(
     if not possible.any():
         return {}
     block = texts[start:stop]
-    # the same list object for queries and choices when the block is all the columns (rapidfuzz then fills the
-    # symmetric matrix from one triangle)
+    # the block's own list as choices when there is no window to put before it (no copy)
     choices = block if len(window) == 0 else [texts[j] for j in window.tolist()] + block
     # one cutoff for the block: distances up to it are exact, so each pair's own budget is compared exactly
     distance = process.cdist(
@@ -319,7 +318,8 @@ def remove_similar_lines(
     rapidfuzz call (C), the length bound from NumPy. A short line never goes for being near another, so it goes
     exactly when it is not its text's first occurrence (found with one dict built in C); only the long lines are
     walked in order, as which of them are kept decides the later ones. The reference's character-count prefilter
-    (a Counter intersection, ~11 us a pair) was 70% of the dedup stage on Chinese web text."""
+    (a Counter intersection, ~11 us a pair) and its Python loop over pairs were most of the dedup stage's time on
+    Chinese web text (BENCHMARKS.md, "Third pass: dedup, whole stage")."""
     lines = text.split("\n")
     stripped = [line.strip() for line in lines]
     # each text's first line: the dict keeps the last value given, and the lines go in backwards
