@@ -5,7 +5,8 @@
         --corpus /work/scale_data/c0.1 --repeats 3      # issue 13's ingest row
 
 Inputs are built from the bundled sample corpus: JSONL (books_zh.jsonl.gz copied into N files), Parquet (the same
-books written as Parquet, `doc_id`/`content`/`url`, N files) and WARC (web.warc.gz copied N times), each at two
+books written as Parquet, `doc_id`/`content`/`url`, N files; each copy's `doc_id`s prefixed with its number, so
+ids stay unique) and WARC (web.warc.gz copied N times), each at two
 sizes (JSONL and Parquet N = 4 and 32, WARC N = 1 and 4: HTML extraction is slow), so that throughput and memory
 can be compared across sizes: memory per worker must not grow with the input. `--corpus` adds a scale corpus's
 `jsonl/` and `parquet/` folders (bench/make_corpus.py). Every configuration runs as one task on one worker (a
@@ -27,6 +28,7 @@ extraction functions alone (stages/formats/, in this process, no pipeline), the 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import platform
 import shutil
@@ -95,16 +97,29 @@ RECORD_FORMATS = {"jsonl", "parquet"}  # formats with an id_field (ours runs wit
 
 
 def make_input(root: Path, fmt: str, copies: int) -> Path:
+    """`copies` files of the sample's file of `fmt`. JSONL and Parquet copies get their copy number in front of
+    each `doc_id`, so that ids stay unique and the id_field rows measure the check, not thousands of repeats."""
     d = root / f"{fmt}_{copies}"
     d.mkdir(parents=True)
-    if fmt == "parquet":  # the JSONL books as Parquet: Chinese text, as the JSONL rows
-        import pyarrow.json as pajson
+    if fmt in RECORD_FORMATS:
+        import pyarrow as pa
         import pyarrow.parquet as pq
 
-        table = pajson.read_json(SAMPLE / SAMPLE_FILE["jsonl"]).select(["doc_id", "content", "url"])
-        pq.write_table(table, d / "000_books_zh.parquet")
-        for i in range(1, copies):
-            shutil.copy(d / "000_books_zh.parquet", d / f"{i:03d}_books_zh.parquet")
+        with gzip.open(SAMPLE / SAMPLE_FILE["jsonl"], "rb") as f:
+            lines = f.read().splitlines()
+        for i in range(copies):
+            records = [json.loads(line) for line in lines]
+            for r in records:
+                r["doc_id"] = f"{i:03d}-{r['doc_id']}"
+            if fmt == "jsonl":
+                with gzip.open(d / f"{i:03d}_books_zh.jsonl.gz", "wt", encoding="utf-8") as f:
+                    f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+            else:  # the same books as Parquet: Chinese text, as the JSONL rows
+                table = pa.Table.from_pylist(
+                    [{"doc_id": r["doc_id"], "content": r["content"], "url": r.get("url")} for r in records],
+                    schema=pa.schema([("doc_id", pa.string()), ("content", pa.string()), ("url", pa.string())]),
+                )
+                pq.write_table(table, d / f"{i:03d}_books_zh.parquet")
         return d
     name = Path(SAMPLE_FILE[fmt]).name
     for i in range(copies):
@@ -180,7 +195,9 @@ def main() -> None:
     ap.add_argument("--parquet-sizes", type=int, nargs="+", default=[4, 32])
     ap.add_argument("--warc-sizes", type=int, nargs="+", default=[1, 4])
     ap.add_argument("--doc-sizes", type=int, nargs="+", default=[1, 4], help="copies for wikipedia/arxiv/pdf/epub")
-    ap.add_argument("--formats", nargs="+", default=["jsonl", "parquet", "warc"], choices=sorted({*SAMPLE_FILE, "parquet"}))
+    ap.add_argument(
+        "--formats", nargs="+", default=["jsonl", "parquet", "warc"], choices=sorted({*SAMPLE_FILE, "parquet"})
+    )
     ap.add_argument("--corpus", type=Path, help="also a scale corpus's jsonl/ and parquet/ (bench/make_corpus.py)")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--extraction", action="store_true", help="also time the document formats' extraction alone")
