@@ -15,6 +15,7 @@ while what the other files produced is kept.
 from __future__ import annotations
 
 import codecs
+import contextlib
 import glob as globlib
 import hashlib
 import io
@@ -24,6 +25,7 @@ import re
 import signal
 import threading
 import unicodedata
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +40,7 @@ from datatrove.io import get_datafolder
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.utils.logging import logger
+from datatrove.utils.typeshelper import StatHints
 from pydantic import Field
 from tqdm import tqdm
 from warcio.archiveiterator import ArchiveIterator
@@ -86,10 +89,24 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
+# Any character that one of normalize_text's cleanups could change: a BOM, CR, ESC, the control characters and
+# surrogates. A text with none of them only needs its Unicode form checked.
+_NEEDS_CLEANUP = re.compile(r"[\ufeff\r\x1b\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
 def normalize_text(text: str, unicode_form: str = "NFC") -> str:
     """Safe, lossless-in-spirit cleanup: ANSI escapes, NUL and other control characters (tab and newline stay),
     lone surrogates (replaced by U+FFFD), a leading BOM, CRLF/CR line endings, and Unicode NFC.
     Full-width punctuation, spacing and case are left alone."""
+    if _NEEDS_CLEANUP.search(text) is None:  # the common case: one scan instead of five (issue 13)
+        if unicode_form == "NFC" and not unicodedata.is_normalized("NFC", text):
+            return unicodedata.normalize("NFC", text)
+        return text
+    return _normalize_text_full(text, unicode_form)
+
+
+def _normalize_text_full(text: str, unicode_form: str = "NFC") -> str:
+    """normalize_text's definition, every step in turn; normalize_text skips the steps that cannot change `text`."""
     if text.startswith("\ufeff"):
         text = text[1:]
     if "\r" in text:
@@ -390,17 +407,21 @@ class IngestReader(PipelineStep):
         cfg: IngestConfig,
         progress: bool = False,
         repeats_dir: Path | None = None,
-        only_id_sources: bool = False,
+        id_work: Path | None = None,
+        id_buckets: int = 8,
     ):
         super().__init__()
         self.sources = sources
         self.cfg = cfg
         self.progress = progress
         self.repeats_dir = repeats_dir  # the id check's verdicts (IdRepeats); None: no source has an id_field
-        self.only_id_sources = only_id_sources  # the id check's first phase reads only sources with an id_field
+        self.id_work = id_work  # where the main phase records the ids of id_field sources (IdRecorder); None: not
+        self.id_buckets = id_buckets
         self.docs = self.chars = self.bytes = 0
         self.failed_files: list[dict] = []
         self._current_file = ""
+        self._current_file_clean = ""  # normalized once per file, not once per document
+        self._clean_names: dict[str, str] = {}  # this file's relative names, normalized
         self._file_index = 0
         self._repeats: set[tuple[int, int]] = set()
 
@@ -417,7 +438,7 @@ class IngestReader(PipelineStep):
         self.failed_files = []
         if data:
             yield from data
-        if rank == 0 and not self.only_id_sources:  # reported once, by one task
+        if rank == 0:  # reported once, by one task
             for src in self.sources:
                 for folder, error in src.unreadable_folders():
                     logger.error(f"ingest: cannot list {folder}: {error}")
@@ -426,12 +447,13 @@ class IngestReader(PipelineStep):
                     )
                     self.stat_update("failed_files")
         files = self.my_files(rank, world_size)
-        if self.only_id_sources:
-            files = [f for f in files if self.sources[f[1]].id_field]
+        ids = IdRecorder(self.id_work, self.id_buckets, rank) if self.id_work else None
         self._repeats = load_repeats(self.repeats_dir, {fi for fi, _, _ in files}) if self.repeats_dir else set()
         for fi, si, rel in tqdm(files, desc=f"ingest task {rank}", unit="file", disable=not self.progress):
             src = self.sources[si]
             full = self._current_file = str(Path(src.base) / rel)
+            self._current_file_clean = self._clean(full)
+            self._clean_names = {}
             self._file_index = fi
             self.stat_update("input_files")
             try:
@@ -440,12 +462,17 @@ class IngestReader(PipelineStep):
                     self.docs += 1
                     self.chars += len(doc.text)
                     self.bytes += n_bytes
+                    # a removed record must not take the id from a good copy
+                    if ids is not None and src.id_field and "filter_reason" not in doc.metadata:
+                        ids.add(doc.id, fi, doc.metadata["source_line"])
                     yield doc
             except Exception as e:  # the file itself is unreadable (truncated gzip, corrupt Parquet, ...)
                 msg = f"{type(e).__name__}: {e}"
                 logger.error(f"ingest: cannot read {full}: {msg}")
                 self.failed_files.append({"source": src.name, "file": full, "error": msg})
                 self.stat_update("failed_files")
+        if ids is not None:
+            ids.close()
 
     # -- one function per format ------------------------------------------------------------------------------
 
@@ -469,7 +496,10 @@ class IngestReader(PipelineStep):
     def _doc(self, src: SourceSpec, rel: str, line: int, text, rid=None, url=None, error: str | None = None):
         # Every string that reaches Parquet is normalized like the text: a lone surrogate in an id, a URL or a
         # file name (undecodable bytes in a name come back from the OS as surrogates) would stop the writer.
-        rel = self._clean(rel)
+        clean_rel = self._clean_names.get(rel)
+        if clean_rel is None:
+            clean_rel = self._clean_names[rel] = self._clean(rel)
+        rel = clean_rel
         if rid is not None and rid != "":
             doc_id = f"{src.name}:{self._clean(str(rid))}"
         else:
@@ -490,7 +520,7 @@ class IngestReader(PipelineStep):
             "url": None if url is None else self._clean(str(url)),
             "lang": None,
             "lang_score": None,
-            "source_file": self._clean(self._current_file),
+            "source_file": self._current_file_clean,
             "source_line": line or 1,
         }
         if error:
@@ -546,12 +576,24 @@ class IngestReader(PipelineStep):
                 yield self._extracted(src, rel, record)
 
     def _jsonl(self, src, folder, rel):
+        utf8 = codecs.lookup(src.encoding or "utf-8").name == "utf-8"
         with open_decompressed(folder, rel) as f:
             for lineno, raw in enumerate(f, start=1):
                 if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
                     raw = raw[len(codecs.BOM_UTF8) :]
-                if not raw.strip():
+                if not raw or raw.isspace():  # bytes.isspace: ASCII whitespace, as bytes.strip removes
                     continue
+                if utf8:
+                    # orjson reads UTF-8 bytes directly, refusing invalid UTF-8 as Python's decoder does; whatever
+                    # it refuses takes the path below, which decodes first and names the problem
+                    try:
+                        record = orjson.loads(raw)
+                    except orjson.JSONDecodeError:
+                        pass
+                    else:
+                        if isinstance(record, dict):
+                            yield self._record(src, rel, lineno, record)
+                            continue
                 line, bad_encoding = decode_input(raw, src.encoding)
                 line = line.rstrip("\n")
                 if bad_encoding:
@@ -581,11 +623,31 @@ class IngestReader(PipelineStep):
 
     def _parquet(self, src, folder, rel):
         with folder.open(rel, "rb") as f, pq.ParquetFile(f) as pqf:
-            n = 0
+            names = pqf.schema_arrow.names
+            if src.text_field in names and len(set(names)) == len(names):
+                yield from self._parquet_columns(src, rel, pqf, names)
+                return
+            n = 0  # no text column (every record goes to removed/ whole) or repeated column names: row by row
             for batch in pqf.iter_batches(batch_size=1000):
                 for record in batch.to_pylist():
                     n += 1
                     yield self._record(src, rel, n, record)
+
+    def _parquet_columns(self, src, rel, pqf, names):
+        """_record on every row, reading only the text, id and url columns, one Python list per column: the same
+        values as the rows of `to_pylist`, without a dict per row or the columns nothing reads."""
+        fields = [src.text_field] + [f for f in (src.id_field, src.url_field) if f and f in names]
+        fields = list(dict.fromkeys(fields))  # one field may serve twice (id_field = url_field)
+        n = 0
+        for batch in pqf.iter_batches(batch_size=1000, columns=fields):
+            columns = {name: batch.column(name).to_pylist() for name in fields}
+            nones = [None] * batch.num_rows
+            texts = columns[src.text_field]
+            ids = columns.get(src.id_field, nones) if src.id_field else nones
+            urls = columns.get(src.url_field, nones) if src.url_field else nones
+            for text, rid, url in zip(texts, ids, urls):
+                n += 1
+                yield self._doc(src, rel, n, text, rid, url)
 
     def _warc(self, src, folder, rel):
         max_payload = int(self.cfg.max_payload_mb * 2**20)
@@ -663,15 +725,20 @@ class IngestReader(PipelineStep):
 
 # ---------------------------------------------------------------------------------------------------------------
 # Unique ids. An id from an `id_field` can repeat (the same record in two files, a dump with reused keys), and a
-# repeated id would break every later stage's accounting and dedup's keeper-by-id. Before the main read, sources
-# with an id_field go through two phases that never hold more than one bucket of ids in a process:
-#   ids:     each task reads its files and writes every record's (id, file index, record) into `id_buckets`
-#            Parquet files, the bucket chosen by a hash of the id;
-#   repeats: one task per bucket finds the ids seen more than once there; the first occurrence (files in the
-#            sorted order every task lists them in, then by line or row) keeps the id, the others are written to
-#            repeats/<bucket>.parquet by (file index, record).
-# The main read routes those records to removed/ as `duplicate_id`, so kept ids are unique and which copy is kept
-# depends on neither the task count nor the bucket count.
+# repeated id would break every later stage's accounting and dedup's keeper-by-id. Sources with an id_field go
+# through three phases that never hold more than one bucket of ids in a process:
+#   main:       the read itself, as for any source, with no id known to repeat; each task also writes every good
+#               record's (id, file index, record) of its id_field sources into `id_buckets` Parquet files, the
+#               bucket chosen by a hash of the id (IdRecorder);
+#   repeats:    one task per bucket finds the ids seen more than once there; the first occurrence (files in the
+#               sorted order every task lists them in, then by line or row) keeps the id, the others are written
+#               to repeats/<bucket>.parquet by (file index, record);
+#   duplicates: a task whose files hold such a record reads its files again from the start, now routing those
+#               records to removed/ as `duplicate_id` (its shards and tasks/<rank>.json are replaced); the other
+#               tasks keep what the main phase wrote, which is what a read knowing the repeats gives them.
+# So kept ids are unique, which copy is kept depends on neither the task count nor the bucket count, and the
+# input is read twice only by tasks that hold a repeated id (until issue 13 every input was read twice: once for
+# the ids, then for the documents).
 
 
 def id_bucket(doc_id: str, buckets: int) -> int:
@@ -681,47 +748,40 @@ def id_bucket(doc_id: str, buckets: int) -> int:
 ID_SCHEMA = pa.schema([("id", pa.string()), ("file_index", pa.int64()), ("record", pa.int64())])
 
 
-class IdScan(PipelineStep):
-    """The ids phase: every record of this task's id_field sources, by id bucket (see above)."""
+class IdRecorder:
+    """The main phase's ids of one task (see above): rows by id bucket, flushed every `flush_rows`, each bucket's
+    file put in place (`ids/<bucket>/<rank>.parquet`) only when the task has read all its files."""
 
-    name = "id scan"
-    type = "🔑 - IDS"
-
-    def __init__(self, reader: IngestReader, work: Path, buckets: int, flush_rows: int = 100_000):
-        super().__init__()
-        self.reader = reader
+    def __init__(self, work: Path, buckets: int, rank: int, flush_rows: int = 100_000):
         self.work = Path(work)
         self.buckets = buckets
+        self.rank = rank
         self.flush_rows = flush_rows
-
-    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         tmp = self.work / "ids" / TMP_DIR
         tmp.mkdir(parents=True, exist_ok=True)
-        paths = [tmp / f"{b:04d}_{rank:05d}.parquet" for b in range(self.buckets)]
-        writers = [pq.ParquetWriter(p, ID_SCHEMA) for p in paths]
-        rows: list[list[tuple[str, int, int]]] = [[] for _ in range(self.buckets)]
+        self.paths = [tmp / f"{b:04d}_{rank:05d}.parquet" for b in range(buckets)]
+        self.writers = [pq.ParquetWriter(p, ID_SCHEMA) for p in self.paths]
+        self.rows: list[list[tuple[str, int, int]]] = [[] for _ in range(buckets)]
 
-        def flush(b: int) -> None:
-            if rows[b]:
-                ids, files, records = zip(*rows[b])
-                writers[b].write_table(pa.table([ids, files, records], schema=ID_SCHEMA))
-                rows[b] = []
+    def add(self, doc_id: str, file_index: int, record: int) -> None:
+        b = id_bucket(doc_id, self.buckets)
+        self.rows[b].append((doc_id, file_index, record))
+        if len(self.rows[b]) >= self.flush_rows:
+            self._flush(b)
 
-        for doc in self.reader.run(None, rank, world_size):
-            if doc.metadata.get("filter_reason"):  # removed anyway: it must not take the id from a good copy
-                continue
-            b = id_bucket(doc.id, self.buckets)
-            rows[b].append((doc.id, self.reader._file_index, doc.metadata["source_line"]))
-            if len(rows[b]) >= self.flush_rows:
-                flush(b)
-        for b, writer in enumerate(writers):
-            flush(b)
+    def _flush(self, b: int) -> None:
+        if self.rows[b]:
+            ids, files, records = zip(*self.rows[b])
+            self.writers[b].write_table(pa.table([ids, files, records], schema=ID_SCHEMA))
+            self.rows[b] = []
+
+    def close(self) -> None:
+        for b, writer in enumerate(self.writers):
+            self._flush(b)
             writer.close()
-            final = self.work / "ids" / f"{b:04d}" / f"{rank:05d}.parquet"
+            final = self.work / "ids" / f"{b:04d}" / f"{self.rank:05d}.parquet"
             final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(paths[b], final)
-        if data:
-            yield from data
+            os.replace(self.paths[b], final)
 
 
 class IdRepeats(PipelineStep):
@@ -769,6 +829,32 @@ def load_repeats(repeats_dir: Path, file_indexes: set[int]) -> set[tuple[int, in
     return set(mine.iter_rows())
 
 
+class IdDuplicatesRedo(PipelineStep):
+    """The duplicates phase (see above): runs `steps`, a whole main-phase pipeline whose reader knows the repeated
+    ids, for a task whose files hold one; does nothing for the others."""
+
+    name = "duplicate ids"
+    type = "🔑 - IDS"
+
+    def __init__(self, reader: IngestReader, steps: list):
+        super().__init__()
+        self.reader = reader
+        self.steps = steps
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        if data:
+            yield from data
+        files = {fi for fi, si, _ in self.reader.my_files(rank, world_size) if self.reader.sources[si].id_field}
+        if not load_repeats(self.reader.repeats_dir, files):
+            return
+        self.stat_update("tasks_read_again")
+        pipeline = None
+        for step in self.steps:  # chained as datatrove's executor chains a task's steps
+            pipeline = step(pipeline, rank, world_size)
+        for _ in pipeline or ():
+            pass
+
+
 class IngestErrors(BaseFilter):
     """Routes records the reader flagged (invalid JSON, missing or non-string text, empty text, ...) to
     `removed/`; clean documents lose their provenance columns, which their id already carries."""
@@ -781,6 +867,30 @@ class IngestErrors(BaseFilter):
             return False, reason
         del doc.metadata["source_file"], doc.metadata["source_line"]
         return True
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        """BaseFilter.run's routing (kept documents go on, flagged ones to the exclusion writer) with its
+        statistics counted here and recorded once at the end: datatrove's per-document stat updates and timer
+        were a sizeable share of ingest's time per document (issue 13)."""
+        forwarded = 0
+        dropped: Counter = Counter()
+        with self.exclusion_writer if self.exclusion_writer else contextlib.nullcontext() as writer:
+            for doc in data:
+                metadata = doc.metadata
+                reason = metadata.get("filter_reason")
+                if reason:
+                    dropped[reason] += 1
+                    if writer:
+                        writer.write(doc, rank)
+                    continue
+                del metadata["source_file"], metadata["source_line"]
+                forwarded += 1
+                yield doc
+        self.stat_update(StatHints.total, value=forwarded + dropped.total())
+        self.stat_update(StatHints.forwarded, value=forwarded)
+        self.stat_update(StatHints.dropped, value=dropped.total())
+        for reason, n in dropped.items():
+            self.stat_update(f"dropped_{reason}", value=n)
 
 
 REMOVED_COLUMNS = [pa.field("source_file", pa.string()), pa.field("source_line", pa.int64())]
@@ -796,20 +906,25 @@ def build(ctx: StageContext) -> list[Phase]:
         raise ValueError(f"{cfg.file}: no [[sources]] to ingest")
     specs = [resolve_source(s, cfg) for s in cfg.sources]
     stage_cfg: IngestConfig = ctx.stage_cfg
-    phases = []
-    repeats_dir = None
-    if any(s.id_field for s in specs):
-        work = ctx.stage_dir / "work"
-        scan_reader = IngestReader(specs, stage_cfg, only_id_sources=True)
-        phases.append(Phase("ids", [IdScan(scan_reader, work, stage_cfg.id_buckets)], ctx.tasks))
-        phases.append(Phase("repeats", [IdRepeats(work)], stage_cfg.id_buckets))
-        repeats_dir = work / "repeats"
-    reader = IngestReader(specs, stage_cfg, progress=ctx.workers == 1, repeats_dir=repeats_dir)
-    phase = ctx.standard_phase(
-        [IngestErrors()],
-        new_columns=DOCUMENT_COLUMNS if any(s.format in DOCUMENT_FORMATS for s in specs) else None,
-        removed_columns=REMOVED_COLUMNS,
-        reader=reader,
-        max_shard_bytes=stage_cfg.max_shard_mb * 2**20,
-    )
-    return [*phases, phase]
+
+    def main_phase(reader: IngestReader) -> Phase:
+        return ctx.standard_phase(
+            [IngestErrors()],
+            new_columns=DOCUMENT_COLUMNS if any(s.format in DOCUMENT_FORMATS for s in specs) else None,
+            removed_columns=REMOVED_COLUMNS,
+            reader=reader,
+            max_shard_bytes=stage_cfg.max_shard_mb * 2**20,
+        )
+
+    progress = ctx.workers == 1
+    if not any(s.id_field for s in specs):
+        return [main_phase(IngestReader(specs, stage_cfg, progress=progress))]
+    work = ctx.stage_dir / "work"
+    main = main_phase(IngestReader(specs, stage_cfg, progress=progress, id_work=work, id_buckets=stage_cfg.id_buckets))
+    again_reader = IngestReader(specs, stage_cfg, progress=progress, repeats_dir=work / "repeats")
+    again = main_phase(again_reader)
+    return [
+        main,
+        Phase("repeats", [IdRepeats(work)], stage_cfg.id_buckets),
+        Phase("duplicates", [IdDuplicatesRedo(again_reader, again.steps)], ctx.tasks, kept_schema=again.kept_schema),
+    ]

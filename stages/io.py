@@ -22,6 +22,7 @@ from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.readers.base import BaseDiskReader
 from datatrove.pipeline.writers.parquet import ParquetWriter
 from datatrove.utils.logging import logger
+from datatrove.utils.typeshelper import StatHints
 
 # The document schema (docs/architecture.md). Stages may add columns; a column once added keeps its name and type.
 BASE_SCHEMA = pa.schema(
@@ -95,7 +96,17 @@ def atomic_write_json(path: Path, data: Any) -> None:
 
 
 class _AtomicParquetWriter(ParquetWriter):
-    """datatrove's ParquetWriter with an explicit schema, zstd, and temp-then-rename shards."""
+    """datatrove's ParquetWriter with an explicit schema, zstd, and temp-then-rename shards.
+
+    Its per-document path is datatrove's, minus work that does not change what is written (issue 13, ingest): a
+    document is buffered as its id, its text and a shallow copy of its metadata (what datatrove's row dict held),
+    and each batch is split into one list per schema column and built with `RecordBatch.from_arrays`, which is
+    what `RecordBatch.from_pylist` does with the row dicts; the shard name is computed once per rank (the name
+    templates use `${rank}` only) and once per rotation; the current shard's size is read with `tell()` only after
+    something was written to it (a batch, or the Parquet writer's header), since nothing else moves it; and
+    datatrove's own per-document statistics (`total`, the per-file count, `doc_len`, the time per document) are
+    added up and recorded once when the writer closes. Batches of `batch_size` rows and shard rotation at
+    `max_file_size` are datatrove's, so shards hold the same rows in the same row groups."""
 
     def __init__(self, folder: Path, schema: pa.Schema, filename: str, max_file_size: int = DEFAULT_MAX_SHARD_BYTES):
         super().__init__(
@@ -106,8 +117,16 @@ class _AtomicParquetWriter(ParquetWriter):
             max_file_size=max_file_size,
             use_content_defined_chunking=False,
         )
+        if set(self.output_filename.get_identifiers()) != {"rank"}:
+            raise ValueError(f"shard name {filename!r}: only ${{rank}} may vary (the name is computed once per rank)")
         self.folder = Path(folder)
         self._columns = set(schema.names)
+        self._metadata_columns = self._columns - {"id", "text"}
+        self._names: dict[int, tuple[str, str]] = {}  # rank -> (shard name, its name in datatrove's per-file stat)
+        self._shard_names: dict[str, str] = {}  # name -> the name with the current shard number (000_...)
+        self._size_check_due: set[str] = set()  # shards written to since their size was last read
+        self._written: Counter = Counter()  # per-file stat label -> documents, recorded at close
+        self._written_chars = 0
         self.docs = 0
         self.chars = 0
         self.bytes = 0
@@ -126,15 +145,90 @@ class _AtomicParquetWriter(ParquetWriter):
         return self.row(document)
 
     def write(self, document: Document, rank: int = 0, **kwargs):
+        if kwargs:
+            raise TypeError(f"{type(self).__name__}.write takes no file name tags (got {sorted(kwargs)})")
+        text = document.text
         self.docs += 1
-        self.chars += len(document.text)
-        self.bytes += len(document.text.encode("utf-8", "surrogatepass"))
-        super().write(document, rank, **kwargs)
+        self.chars += len(text)
+        self.bytes += len(text.encode("utf-8", "surrogatepass"))
+        names = self._names.get(rank)
+        if names is None:
+            names = self._names[rank] = (
+                self._get_output_filename(document, rank),
+                self._get_output_filename(document, "XXXXX"),
+            )
+        original_name, stat_label = names
+        metadata = document.metadata
+        if not self._metadata_columns.issuperset(metadata):
+            self.row(document)  # raises, naming the undeclared columns
+        output_filename = original_name
+        if self.max_file_size > 0:
+            output_filename = self._shard_names.get(original_name)
+            if output_filename is None:
+                output_filename = self._shard_names[original_name] = self._get_filename_with_file_id(original_name)
+            if output_filename in self._size_check_due or output_filename not in self._writers:
+                self._size_check_due.discard(output_filename)
+                if self._get_output_file_with_retry(output_filename).tell() >= self.max_file_size:
+                    self.file_id_counter[original_name] += 1
+                    new_output_filename = self._get_filename_with_file_id(original_name)
+                    self._shard_names[original_name] = new_output_filename
+                    self._on_file_switch(original_name, output_filename, new_output_filename)
+                    output_filename = new_output_filename
+        if output_filename not in self._writers:
+            self._writers[output_filename] = pq.ParquetWriter(
+                self._get_output_file_with_retry(output_filename),
+                schema=self.schema,
+                compression=self.compression,
+                use_content_defined_chunking=self.use_content_defined_chunking,
+                write_page_index=self.write_page_index,
+            )
+            self._size_check_due.add(output_filename)  # the writer may have written the file's header
+        batch = self._batches.get(output_filename)
+        if batch is None:
+            batch = self._batches[output_filename] = ([], [], [])
+        ids, texts, metadatas = batch
+        # the row dict is {"id": ..., "text": ..., **metadata}: a metadata "id" or "text" would win
+        ids.append(metadata["id"] if "id" in metadata else document.id)
+        texts.append(metadata["text"] if "text" in metadata else text)
+        metadatas.append(metadata.copy())  # shallow, taken now, as the row dict was
+        if len(ids) == self.batch_size:
+            self._write_batch(output_filename)
+        self._written[stat_label] += 1
+        self._written_chars += len(text)
+
+    def _write_batch(self, filename):
+        batch = self._batches.pop(filename, None)
+        if not batch or not batch[0]:
+            return
+        ids, texts, metadatas = batch
+        columns = [
+            ids if name == "id" else texts if name == "text" else [m.get(name) for m in metadatas]
+            for name in self.schema.names
+        ]
+        self._writers[filename].write_batch(pa.RecordBatch.from_arrays(columns, schema=self.schema))
+        self._size_check_due.add(filename)
+
+    def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        with self:
+            for document in data:
+                self.write(document, rank)
+                yield document
+
+    def close(self):
+        for label, n in self._written.items():
+            self.stat_update(label, value=n)
+        if self._written:
+            self.stat_update(StatHints.total, value=sum(self._written.values()))
+            self.stat_update("doc_len", value=self._written_chars)
+        self._written.clear()
+        self._written_chars = 0
+        super().close()
 
     def close_file(self, filename):
         if self.max_file_size > 0 and filename not in self._writers:
             filename = self._get_filename_with_file_id(filename)
         super().close_file(filename)
+        self._size_check_due.discard(filename)
         final = filename.removeprefix(f"{TMP_DIR}/")
         os.replace(self.folder / filename, self.folder / final)
 

@@ -352,8 +352,8 @@ def test_unwritable_workdir_stops_with_a_message_not_a_traceback(tmp_path, zh_do
 
 @pytest.mark.slow
 def test_resume_after_kill_during_the_id_check_gives_the_clean_run(tmp_path, zh_docs):
-    """Kill ingest while its ids phase is mid-way (a task blocked on a FIFO), rerun: the ids, repeats and main
-    phases finish and give exactly the corpus of an uninterrupted run."""
+    """Kill ingest while its main phase, which also records the ids, is mid-way (a task blocked on a FIFO), rerun:
+    the main, repeats and duplicates phases finish and give exactly the corpus of an uninterrupted run."""
     src = tmp_path / "src"
     src.mkdir()
     for i in range(4):  # every file repeats the ids of the one before it
@@ -369,11 +369,11 @@ def test_resume_after_kill_during_the_id_check_gives_the_clean_run(tmp_path, zh_
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    completions = run_dir / "out" / "ingest" / "logs" / "ids" / "completions"
+    completions = run_dir / "out" / "ingest" / "logs" / "main" / "completions"
     deadline = time.time() + 120
     while time.time() < deadline and not list(completions.glob("*")):
         time.sleep(0.05)
-    time.sleep(0.5)  # task 1 of the ids phase is now blocked inside the FIFO after reading part-1
+    time.sleep(0.5)  # task 1 of the main phase is now blocked inside the FIFO after reading part-1
     assert proc.poll() is None, "the run finished before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()

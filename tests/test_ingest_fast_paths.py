@@ -1,0 +1,231 @@
+"""Issue 13 (ingest throughput): every fast path of ingest and of the shared shard writer gives what its definition
+gives, on the sample corpus's real documents and on the inputs each shortcut skips work for."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from datatrove.data import Document
+from datatrove.pipeline.writers.disk_base import DiskWriter
+from datatrove.pipeline.writers.parquet import ParquetWriter
+
+from stages.ingest import (
+    IngestConfig,
+    IngestReader,
+    SourceSpec,
+    _normalize_text_full,
+    normalize_text,
+)
+from stages.io import BASE_SCHEMA, REMOVED_COLUMNS, KeptWriter, RemovedWriter, merge_schema
+from tests.conftest import SAMPLE
+
+# Strings each of normalize_text's steps changes, and strings none of them does.
+EDGE_TEXTS = [
+    "",
+    " ",
+    "\ufeff前言\r\n第一章\r結束",
+    "\x1b[31m紅字\x1b[0m and \x1b]0;title\x07 after",
+    "nul\x00 bel\x07 del\x7f c1\x85\x9f tab\t newline\n kept",
+    "lone \ud800 and \udfff surrogates",
+    "e\u0301 A\u030a \u1100\u1161 decomposed",  # NFC composes these
+    "\u2126 \u212b singletons",  # NFC maps these to other code points
+    "\ufeff",
+    "middle \ufeff BOM",
+    "plain ASCII text",
+    "全角，标点。　空格",
+]
+
+
+@pytest.fixture(scope="module")
+def sample_texts() -> list[str]:
+    with gzip.open(SAMPLE / "books_zh.jsonl.gz", "rt", encoding="utf-8") as f:
+        books = [json.loads(line)["content"] for line in f]
+    notes = (SAMPLE / "notes_zh.txt").read_text(encoding="utf-8").split("\n\n")
+    articles = pq.read_table(SAMPLE / "articles_en.parquet").column("text").to_pylist()
+    return books + notes + articles
+
+
+@pytest.mark.parametrize("form", ["NFC", "none"])
+def test_normalize_text_equals_its_definition(sample_texts, form):
+    texts = sample_texts + EDGE_TEXTS + [t + edge for t in sample_texts[:20] for edge in EDGE_TEXTS]
+    for text in texts:
+        assert normalize_text(text, form) == _normalize_text_full(text, form), repr(text[:80])
+    # the fast path does run: most sample texts need no cleanup, and some edge texts do
+    changed = [t for t in EDGE_TEXTS if _normalize_text_full(t, form) != t]
+    assert len(changed) >= (7 if form == "NFC" else 5)
+    assert sum(normalize_text(t, form) is t for t in sample_texts) > len(sample_texts) // 2
+
+
+class DatatroveRowsWriter(KeptWriter):
+    """The writer as it was before issue 13: datatrove's DiskWriter.write -> ParquetWriter._write (a row dict per
+    document, `RecordBatch.from_pylist` per batch), with the same counts."""
+
+    def write(self, document: Document, rank: int = 0, **kwargs):
+        self.docs += 1
+        self.chars += len(document.text)
+        self.bytes += len(document.text.encode("utf-8", "surrogatepass"))
+        DiskWriter.write(self, document, rank, **kwargs)
+
+    _write = ParquetWriter._write
+    _write_batch = ParquetWriter._write_batch
+    run = DiskWriter.run
+
+    def close(self):
+        ParquetWriter.close(self)
+
+
+class DatatroveRowsRemovedWriter(RemovedWriter):
+    def write(self, document: Document, rank: int = 0, **kwargs):
+        meta = document.metadata
+        meta["reason"] = meta.pop("filter_reason", None) or meta.get("reason") or self.default_reason
+        meta["stage"] = self.stage
+        self.reasons[meta["reason"]] += 1
+        DatatroveRowsWriter.write(self, document, rank, **kwargs)
+
+    _write = ParquetWriter._write
+    _write_batch = ParquetWriter._write_batch
+    run = DiskWriter.run
+
+    def close(self):
+        ParquetWriter.close(self)
+
+
+def sample_documents() -> list[Document]:
+    docs = []
+    with gzip.open(SAMPLE / "books_zh.jsonl.gz", "rt", encoding="utf-8") as f:
+        for i, line in enumerate(f):
+            record = json.loads(line)
+            meta = {"source": "books_zh", "kind": "text", "url": record.get("url"), "lang": None, "lang_score": None}
+            if i % 7 == 3:
+                meta.update(lang="zh", lang_score=0.5 + i / 10_000)
+            if i % 11 == 5:  # metadata keys in another order, one absent (a null in its column)
+                meta = {"url": meta["url"], "source": "books_zh", "lang": "zh"}
+            docs.append(Document(text=record["content"], id=f"books_zh:{record['doc_id']}", metadata=meta))
+    return docs
+
+
+def shards(folder: Path) -> dict[str, tuple[bytes, list[int]]]:
+    out = {}
+    for f in sorted(folder.glob("*.parquet")):
+        meta = pq.ParquetFile(f).metadata
+        out[f.name] = (f.read_bytes(), [meta.row_group(i).num_rows for i in range(meta.num_row_groups)])
+    return out
+
+
+@pytest.mark.parametrize("max_file_size", [256 * 2**20, 2_000_000, 1])
+def test_shard_writer_writes_the_files_of_datatroves_row_path(tmp_path, max_file_size):
+    """Same shard files byte for byte (rows, row groups of 1000, rotation points) as the row-dict path, for kept and
+    removed writers, with shard rotation never, every few batches, and after every batch."""
+    schema = BASE_SCHEMA
+    removed_schema = merge_schema(schema, REMOVED_COLUMNS)
+    results = []
+    for name, kept_cls, removed_cls in (
+        ("fast", KeptWriter, RemovedWriter),
+        ("rows", DatatroveRowsWriter, DatatroveRowsRemovedWriter),
+    ):
+        kept_dir, removed_dir = tmp_path / name / "kept", tmp_path / name / "removed"
+        kept_writer = kept_cls(kept_dir, schema, max_file_size=max_file_size)
+        removed_writer = removed_cls(removed_dir, "ingest", removed_schema, tag="00", max_file_size=max_file_size)
+        docs = sample_documents() * 12
+        to_kept = (d for i, d in enumerate(docs) if i % 5)
+        with removed_writer:
+            for i, doc in enumerate(docs):
+                if i % 5 == 0:
+                    doc.metadata["filter_reason"] = "empty_text" if i % 2 else None
+                    removed_writer.write(doc, rank=3)
+        for _ in kept_writer.run(to_kept, rank=3):
+            pass
+        results.append(
+            (
+                shards(kept_dir),
+                shards(removed_dir),
+                (kept_writer.docs, kept_writer.chars, kept_writer.bytes),
+                dict(removed_writer.reasons),
+            )
+        )
+    fast, rows = results
+    assert fast == rows
+    groups = [g for _, g in fast[0].values()]
+    assert sum(map(sum, groups)) == len(docs) * 4 // 5 and all(n == 1000 for g in groups for n in g[:-1])
+    if max_file_size == 1:  # a new shard after every written batch
+        assert len(groups) > 2 and all(len(g) == 1 for g in groups)
+    elif max_file_size == 2_000_000:  # a new shard every few batches
+        assert len(groups) > 2 and any(len(g) > 1 for g in groups)
+    else:
+        assert list(fast[0]) == ["000_00003.parquet"]
+
+
+def test_shard_writer_refuses_an_undeclared_column(tmp_path):
+    writer = KeptWriter(tmp_path, BASE_SCHEMA)
+    doc = Document(text="文本", id="a", metadata={"source": "s", "dup_cluster": 3})
+    with pytest.raises(ValueError, match=r"column\(s\) \['dup_cluster'\] that the stage did not declare"):
+        writer.write(doc)
+
+
+def parquet_reader(path: Path, text_field: str, id_field: str | None, url_field: str | None) -> IngestReader:
+    spec = SourceSpec(
+        name="p",
+        base=str(path.parent),
+        files=[path.name],
+        pattern=None,
+        format="parquet",
+        text_field=text_field,
+        id_field=id_field,
+        url_field=url_field,
+        kind="text",
+        text_mode="file",
+    )
+    return IngestReader([spec], IngestConfig())
+
+
+def as_rows(docs) -> list[tuple]:
+    return [(d.id, d.text, sorted(d.metadata.items(), key=lambda kv: kv[0])) for d in docs]
+
+
+@pytest.mark.parametrize(
+    "id_field,url_field", [("doc_id", "url"), (None, None), ("missing", "url"), ("url", "url"), ("doc_id", "doc_id")]
+)
+def test_parquet_columns_give_the_documents_of_row_dicts(tmp_path, id_field, url_field):
+    """The column-by-column Parquet read equals `_record` on every `to_pylist` row (its definition), with null,
+    empty and non-string texts, null ids, extra columns, and id/url fields that are absent or shared."""
+    articles = pq.read_table(SAMPLE / "articles_en.parquet").to_pylist()
+    texts = [a["text"] for a in articles][:2500] + [None, "", "  \r\n", "\x1b[1m粗\x1b[0m"]
+    n = len(texts)
+    table = pa.table(
+        {
+            "doc_id": [f"d{i}" if i % 13 else None for i in range(n)],
+            "text": texts,
+            "url": [f"https://example.org/{i}" if i % 3 else None for i in range(n)],
+            "extra": list(range(n)),
+        }
+    )
+    path = tmp_path / "t.parquet"
+    pq.write_table(table, path, row_group_size=700)
+    numbers = tmp_path / "numbers.parquet"  # a text column of numbers: non_string_text
+    pq.write_table(pa.table({"doc_id": ["a", "b"], "text": [1, 2], "url": ["u", None]}), numbers)
+    for file in (path, numbers):
+        reader = parquet_reader(file, "text", id_field, url_field)
+        reader._current_file = reader._current_file_clean = str(file)
+        fast = list(reader._read(reader.sources[0], file.name))
+        reference = [
+            reader._record(reader.sources[0], file.name, i, row)
+            for i, row in enumerate(pq.read_table(file).to_pylist(), start=1)
+        ]
+        assert as_rows(fast) == as_rows(reference)
+        assert len(fast) == pq.ParquetFile(file).metadata.num_rows
+
+
+def test_parquet_without_the_text_column_still_goes_to_removed_whole(tmp_path):
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"doc_id": ["a"], "body": ["正文"]}), path)
+    reader = parquet_reader(path, "text", "doc_id", None)
+    (doc,) = reader._read(reader.sources[0], path.name)
+    assert doc.metadata["filter_reason"] == "missing_text_field" and json.loads(doc.text) == {
+        "doc_id": "a",
+        "body": "正文",
+    }
