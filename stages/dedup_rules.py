@@ -1,9 +1,10 @@
 """Deduplication rules as pure functions: exact keys, shingles, MinHash signatures, LSH band keys, similar lines.
 
 Everything on shingles is vectorized with NumPy (uint64 arithmetic wraps modulo 2**64, which is what the hashes
-below rely on): a document's code points become one array, n-gram hashes come from n shifted multiply-adds, word
-hashes from one cumulative sum, and the MinHash signature from a (shingles x permutations) multiply-shift and a
-column minimum. No Python loop runs per shingle.
+below rely on): a document's code points become one array (NFKC, case folding and whitespace removal by a table
+lookup per code point where the text allows it, see `_fold_table`), n-gram hashes come from one prefix sum, word
+hashes from one cumulative sum, and the MinHash signature from a (permutations x shingles) multiply-add and a row
+minimum. No Python loop runs per shingle.
 """
 
 from __future__ import annotations
