@@ -72,7 +72,9 @@ def load_rules(checkout: Path | None):
     return module
 
 
-def signature_speed(docs: list[str], repeats: int, before: Path | None = None) -> list[tuple[str, float, float]]:
+def signature_speed(
+    docs: list[str], repeats: int, before: Path | None = None, peers: bool = True
+) -> list[tuple[str, float, float]]:
     """(name, median wall seconds, median CPU seconds of this process) per implementation, taking turns each
     round. The first round also times the one-off set-up (our fold table), so the medians leave it out."""
     import unicodedata
@@ -107,8 +109,9 @@ def signature_speed(docs: list[str], repeats: int, before: Path | None = None) -
                  ("ours, preset mapcc (vectorized char 13-grams, 9x13)", ours(rules, 9, 13))]  # fmt: skip
         if before is not None:
             impls.append((f"ours before this change ({before}), default 14x7", ours(load_rules(before), 14, 7)))
-        impls += [("MAP-CC: datasketch MinHash(128), update per 13-gram", mapcc),
-                  ("datatrove MinhashDedupSignature (defaults: word 5-grams, 14x8)", datatrove)]  # fmt: skip
+        if peers:
+            impls += [("MAP-CC: datasketch MinHash(128), update per 13-gram", mapcc),
+                      ("datatrove MinhashDedupSignature (defaults: word 5-grams, 14x8)", datatrove)]  # fmt: skip
         wall: dict[str, list[float]] = {name: [] for name, _ in impls}
         cpu: dict[str, list[float]] = {name: [] for name, _ in impls}
         for _ in range(repeats):  # round-robin, so that load from other processes hits every implementation alike
@@ -220,9 +223,12 @@ def main() -> None:
     ap.add_argument("--before", type=Path, default=None, help="another checkout: time its dedup_rules.py too")
     ap.add_argument("--input", type=Path, default=None, help="a stage's kept folder: its zh documents, not the books")
     ap.add_argument("--mb", type=float, default=2.5, help="with --input: this many MB of documents")
+    ap.add_argument("--no-peers", action="store_true", help="ours (and --before) only: many cheap rounds")
     args = ap.parse_args()
     docs = load_docs(args.input, args.mb)
-    speed = signature_speed(docs, args.repeats, args.before) if args.repeats else [("ours", 1.0, 1.0)]
+    speed = (
+        signature_speed(docs, args.repeats, args.before, not args.no_peers) if args.repeats else [("ours", 1.0, 1.0)]
+    )
     _, ours_wall, ours_cpu = speed[0]
     mb = sum(len(t.encode("utf-8")) for t in docs) / 1e6
     source = f"{args.input}, first {len(docs)} zh documents" if args.input else f"{len(docs)} Chinese documents"
