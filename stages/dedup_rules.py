@@ -19,7 +19,7 @@ import xxhash
 from rapidfuzz.distance import Levenshtein
 
 from model.han import is_chinese
-from stages.nfkc import IDEOGRAPH_RANGES, nfkc
+from stages.nfkc import nfkc
 
 _P = np.uint64(0x100000001B3)  # FNV-64 prime: odd, so it is invertible modulo 2**64
 _P_INV = np.uint64(pow(0x100000001B3, -1, 2**64))
@@ -71,15 +71,15 @@ def _codepoints(text: str) -> np.ndarray:
     return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32).astype(np.uint64)
 
 
-_BMP = 0x10000
+_TABLE_END = 0x40000  # planes 0-3: the BMP, the SMP, and the ideograph extensions B-H of classical Chinese text
 _HANGUL_JAMO_V_T = range(0x1161, 0x11C3)  # vowels and trailing consonants compose algorithmically (L+V, LV+T)
 
 
 @functools.lru_cache(maxsize=1)
 def _fold_table() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Per code point of the BMP, what `_WS.sub("", nfkc(text).casefold())` turns it into, for the characters where
-    that is a property of the character alone: lengths (int8; -1 where the character is not one of them), the first
-    output code point, and each character's output as a slice (offsets) of one pool of code points.
+    """Per code point below _TABLE_END, what `_WS.sub("", nfkc(text).casefold())` turns it into, for the characters
+    where that is a property of the character alone: lengths (int8; -1 where the character is not one of them), the
+    first output code point, and each character's output as a slice (offsets) of one pool of code points.
 
     Why per character: NFKC is a full compatibility decomposition (a mapping per character), canonical reordering
     (only of runs of characters with a nonzero combining class) and canonical composition (a character joins the
@@ -88,41 +88,41 @@ def _fold_table() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     and is no such second character. In a text of inert characters the decomposed string has nothing to reorder and
     nothing to compose, so NFKC(text) is the concatenation of the characters' own NFKC. Case folding maps each
     character alone (str.casefold has no context rule) and whitespace removal drops single characters, so the
-    whole fold is per character. Texts with any other character (combining marks, Hangul, code points above the
-    BMP, lone surrogates, NUL) take the string path. `tests/test_dedup.py` checks the table against the string path.
-    Built once per process (about 0.1 s: each normalization runs once over all characters joined by NUL, which
-    is inert and no first or second character of any composition, so it keeps every character's result apart)."""
+    whole fold is per character. Texts with any other character (combining marks, Hangul, code points from
+    _TABLE_END on, lone surrogates, NUL) take the string path. `tests/test_dedup.py` checks the table against the
+    string path. Built once per process (0.18 CPU-s: each normalization runs once over all characters joined by
+    NUL, which is inert and no first or second character of any composition, so it keeps every character's result
+    apart)."""
     everything = _nul_joined(0x110000)
     chars, decomposed_bounds = _pieces(everything)[0], _pieces(unicodedata.normalize("NFD", everything))[1]
     seconds = set(_HANGUL_JAMO_V_T)
-    for c in chars[np.diff(decomposed_bounds) >= 2]:  # only these can have a two-character canonical decomposition
+    decomposing = chars[np.diff(decomposed_bounds) >= 2]  # only these can have a two-character canonical decomposition
+    for c in decomposing.tolist():
         parts = unicodedata.decomposition(chr(c)).split()
         if len(parts) == 2 and not parts[0].startswith("<"):
             seconds.add(int(parts[1], 16))
-    bmp = _nul_joined(_BMP)
-    chars = _pieces(bmp)[0]
-    decomposed, bounds = _pieces(unicodedata.normalize("NFKD", bmp))
-    distinct = np.unique(decomposed)
-    distinct = distinct[~_is_ideograph(distinct)]  # combining class 0 (stages/nfkc.py); 27k calls fewer
-    blocking = distinct[[unicodedata.combining(chr(d)) > 0 or int(d) in seconds for d in distinct]]
-    blocked = np.add.reduceat(np.isin(decomposed, blocking).astype(np.int64), bounds[:-1]) > 0
+    table = _nul_joined(_TABLE_END)
+    chars = _pieces(table)[0]
+    decomposed, bounds = _pieces(unicodedata.normalize("NFKD", table))
+    distinct = _distinct(decomposed)
+    combining = np.fromiter(map(unicodedata.combining, map(chr, distinct.tolist())), np.int64, len(distinct))
+    blocks = np.zeros(0x110000, dtype=np.int64)  # 1 for a character that reorders or composes
+    blocks[distinct[combining > 0]] = 1
+    blocks[list(seconds)] = 1
+    blocked = np.add.reduceat(blocks[decomposed], bounds[:-1]) > 0
     blocked |= bounds[:-1] == bounds[1:]  # (no decomposition is empty; reduceat would misread one)
-    pool, bounds = _pieces(_WS.sub("", unicodedata.normalize("NFKC", bmp).casefold()))
+    pool, bounds = _pieces(_WS.sub("", unicodedata.normalize("NFKC", table).casefold()))
     pool = pool.astype(np.uint64)
     counts = np.diff(bounds)
     inert = chars[~blocked]
-    lengths = np.full(_BMP, -1, dtype=np.int8)
+    lengths = np.full(_TABLE_END, -1, dtype=np.int8)
     lengths[inert] = counts[~blocked]
-    offsets = np.zeros(_BMP, dtype=np.int64)
+    offsets = np.zeros(_TABLE_END, dtype=np.int64)
     offsets[inert] = bounds[:-1][~blocked]
-    first = np.zeros(_BMP, dtype=np.uint64)
+    first = np.zeros(_TABLE_END, dtype=np.uint64)
     has_output = ~blocked & (counts > 0)
     first[chars[has_output]] = pool[bounds[:-1][has_output]]
     return lengths, first, offsets, pool
-
-
-def _is_ideograph(cp: np.ndarray) -> np.ndarray:
-    return np.logical_or.reduce([(cp >= lo) & (cp <= hi) for lo, hi in IDEOGRAPH_RANGES])
 
 
 def _nul_joined(end: int) -> str:
@@ -151,7 +151,7 @@ def folded_codepoints(text: str) -> np.ndarray:
     """The code points of `_WS.sub("", nfkc(text).casefold())` as uint64, by table lookup where every character of
     the text is inert (see `_fold_table`; nearly every Chinese text), else by the string functions."""
     cp = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    if len(cp) == 0 or cp.max() >= _BMP:
+    if len(cp) == 0 or cp.max() >= _TABLE_END:
         return _codepoints(_WS.sub("", _nfkc_fold(text)))
     lengths, first, offsets, pool = _fold_table()
     counts = lengths[cp]
