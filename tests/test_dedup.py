@@ -145,6 +145,7 @@ def test_signatures_equal_their_straightforward_definition(books, en_docs):
             assert np.array_equal(minhash_signature(shingles, a98, b98, chunk), expected), chunk
 
 
+@pytest.mark.slow
 def test_fold_table_gives_the_string_fold(books, en_docs):
     """char_shingles folds code points through a per-character table where every character of the text is inert
     (`_fold_table`): the result equals `_WS.sub("", nfkc(text).casefold())` on every BMP character alone, on the
