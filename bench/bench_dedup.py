@@ -1,12 +1,16 @@
 """Near-duplicate detection: signature speed, and precision/recall against exact Jaccard labels.
 
     .venv/bin/python bench/bench_dedup.py [--repeats 3] [--variants 300] [--out bench/results/dedup.md]
+        [--speed-only] [--before /path/to/other/checkout] [--input <workdir>/filter/kept --mb 2.5]
 
-1. Signature docs/s per worker (one process), side by side in one run (round-robin over the repeats) on the same Chinese documents (the sample's
-   books_zh, 580 real documents): ours (`stages/dedup_rules.py`: vectorized character 13-gram shingles, 117
-   multiply-shift permutations, 9 band keys); MAP-CC's way (datasketch `MinHash(num_perm=128)`, one `update` per
+1. Signature speed per worker (one process), side by side in one run (round-robin over the repeats) on the same
+   Chinese documents (the sample's books_zh, 580 real documents, or with --input the first --mb MB of Chinese
+   documents of a stage's kept shards): ours (`stages/dedup_rules.py`: vectorized character 13-gram shingles,
+   MinHash, band keys once for the whole stack; the default 14 x 7 and the preset mapcc 9 x 13), with --before the
+   same from another checkout's dedup_rules.py; MAP-CC's way (datasketch `MinHash(num_perm=128)`, one `update` per
    13-character shingle); datatrove's stock `MinhashDedupSignature` (shingling + signature, its defaults, no file
-   writing). Medians of `--repeats`.
+   writing). Medians of `--repeats` of wall time and of the process's CPU time; the ratios are taken on CPU time,
+   which the load of other processes on a shared machine does not inflate.
 2. Quality of the whole near-duplicate step (stage `dedup` through the runner, exact dedup off so that every pair
    is judged by MinHash): the corpus is the 580 documents plus `--variants` copies of random documents with random
    characters replaced (0.05% to 2% of the text: with 13-grams J ~ (1 - 13r) / (1 + 13r), so true similarities spread
@@ -22,7 +26,9 @@ from __future__ import annotations
 
 import argparse
 import gzip
+import importlib.util
 import json
+import os
 import platform
 import statistics
 import sys
@@ -38,22 +44,49 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 
-def load_docs() -> list[str]:
-    with gzip.open(REPO / "data" / "sample" / "books_zh.jsonl.gz", "rt", encoding="utf-8") as f:
-        return [json.loads(line)["content"] for line in f]
+def load_docs(input_dir: Path | None = None, mb: float = 0.0) -> list[str]:
+    """The sample's books_zh, or the Chinese documents of a stage's kept Parquet shards up to `mb` MB of UTF-8."""
+    if input_dir is None:
+        with gzip.open(REPO / "data" / "sample" / "books_zh.jsonl.gz", "rt", encoding="utf-8") as f:
+            return [json.loads(line)["content"] for line in f]
+    docs, size = [], 0
+    for shard in sorted(input_dir.glob("*.parquet")):
+        table = pq.read_table(shard, columns=["text", "lang"])
+        for text, lang in zip(table.column("text").to_pylist(), table.column("lang").to_pylist(), strict=True):
+            if lang == "zh" and size < mb * 1e6:
+                docs.append(text)
+                size += len(text.encode("utf-8"))
+    return docs
 
 
-def signature_speed(docs: list[str], repeats: int) -> list[tuple[str, float]]:
+def load_rules(checkout: Path | None):
+    """stages/dedup_rules.py of this repository, or of another checkout (to time the code before a change in the
+    same run), loaded under its own module name; its own imports (stages.nfkc, model.han) come from this one."""
+    if checkout is None:
+        from stages import dedup_rules
+
+        return dedup_rules
+    spec = importlib.util.spec_from_file_location("dedup_rules_before", checkout / "stages" / "dedup_rules.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def signature_speed(
+    docs: list[str], repeats: int, before: Path | None = None, peers: bool = True
+) -> list[tuple[str, float, float]]:
+    """(name, median wall seconds, median CPU seconds of this process) per implementation, taking turns each
+    round. The first round also times the one-off set-up (our fold table), so the medians leave it out."""
     import unicodedata
 
     from datasketch import MinHash
     from datatrove.pipeline.dedup.minhash import MinhashDedupSignature
 
-    from stages.dedup_rules import band_keys, char_shingles, minhash_params, minhash_signature
-
-    def ours(bands: int, rows: int):  # as the signature step does: signatures per document, band keys once per task
-        a, b = minhash_params(bands * rows, 1)
-        return lambda: band_keys(np.asarray([minhash_signature(char_shingles(t, 13), a, b) for t in docs]), bands, rows)
+    def ours(rules, bands: int, rows: int):  # as the signature step does: per document, band keys once per task
+        a, b = rules.minhash_params(bands * rows, 1)
+        return lambda: rules.band_keys(
+            np.asarray([rules.minhash_signature(rules.char_shingles(t, 13), a, b) for t in docs]), bands, rows
+        )
 
     def mapcc():
         for t in docs:
@@ -71,18 +104,24 @@ def signature_speed(docs: list[str], repeats: int) -> list[tuple[str, float]]:
                 if sh.size:
                     stock.get_signature(sh)
 
-        impls = [("ours, default (vectorized char 13-grams, 14x7)", ours(14, 7)),
-                 ("ours, preset mapcc (vectorized char 13-grams, 9x13)", ours(9, 13)),
-                 ("MAP-CC: datasketch MinHash(128), update per 13-gram", mapcc),
-                 ("datatrove MinhashDedupSignature (defaults: word 5-grams, 14x8)", datatrove)]  # fmt: skip
-        times: dict[str, list[float]] = {name: [] for name, _ in impls}
+        rules = load_rules(None)
+        impls = [("ours, default (vectorized char 13-grams, 14x7)", ours(rules, 14, 7)),
+                 ("ours, preset mapcc (vectorized char 13-grams, 9x13)", ours(rules, 9, 13))]  # fmt: skip
+        if before is not None:
+            impls.append((f"ours before this change ({before}), default 14x7", ours(load_rules(before), 14, 7)))
+        if peers:
+            impls += [("MAP-CC: datasketch MinHash(128), update per 13-gram", mapcc),
+                      ("datatrove MinhashDedupSignature (defaults: word 5-grams, 14x8)", datatrove)]  # fmt: skip
+        wall: dict[str, list[float]] = {name: [] for name, _ in impls}
+        cpu: dict[str, list[float]] = {name: [] for name, _ in impls}
         for _ in range(repeats):  # round-robin, so that load from other processes hits every implementation alike
             for name, fn in impls:
-                t0 = time.perf_counter()
+                w0, c0 = time.perf_counter(), time.process_time()
                 fn()
-                times[name].append(time.perf_counter() - t0)
-        rows = [(name, len(docs) / statistics.median(times[name])) for name, _ in impls]
-    return rows
+                cpu[name].append(time.process_time() - c0)
+                wall[name].append(time.perf_counter() - w0)
+                print(f"{name}: {wall[name][-1]:.3f} s wall, {cpu[name][-1]:.3f} s CPU", file=sys.stderr, flush=True)
+    return [(name, statistics.median(wall[name]), statistics.median(cpu[name])) for name, _ in impls]
 
 
 def perturb(text: str, rate: float, rng: np.random.Generator) -> str:
@@ -181,20 +220,33 @@ def main() -> None:
     ap.add_argument("--variants", type=int, default=300)
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--speed-only", action="store_true", help="skip the quality runs")
+    ap.add_argument("--before", type=Path, default=None, help="another checkout: time its dedup_rules.py too")
+    ap.add_argument("--input", type=Path, default=None, help="a stage's kept folder: its zh documents, not the books")
+    ap.add_argument("--mb", type=float, default=2.5, help="with --input: this many MB of documents")
+    ap.add_argument("--no-peers", action="store_true", help="ours (and --before) only: many cheap rounds")
     args = ap.parse_args()
-    docs = load_docs()
-    speed = signature_speed(docs, args.repeats) if args.repeats else [("ours", 1.0)]
-    ours = speed[0][1]
-    lines = [
-        f"Machine: {platform.machine()}, {platform.system()}, Python {platform.python_version()}; one process.",
-        "",
-        f"### Signature speed ({len(docs)} Chinese documents, {sum(map(len, docs)):,} characters)",
-        "",
-        "| implementation | docs/s per worker | MB/s per worker (UTF-8) | ours is x faster |",
-        "| --- | ---: | ---: | ---: |",
-    ]
+    docs = load_docs(args.input, args.mb)
+    speed = (
+        signature_speed(docs, args.repeats, args.before, not args.no_peers) if args.repeats else [("ours", 1.0, 1.0)]
+    )
+    _, ours_wall, ours_cpu = speed[0]
     mb = sum(len(t.encode("utf-8")) for t in docs) / 1e6
-    lines += [f"| {name} | {v:,.0f} | {v * mb / len(docs):.2f} | {ours / v:.1f} |" for name, v in speed]
+    source = f"{args.input}, first {len(docs)} zh documents" if args.input else f"{len(docs)} Chinese documents"
+    lines = [
+        f"Machine: {platform.machine()}, {platform.system()}, Python {platform.python_version()}; one process; "
+        f"load average {' '.join(f'{x:.1f}' for x in os.getloadavg())} at the end.",
+        "",
+        f"### Signature speed ({source}, {sum(map(len, docs)):,} characters, {mb:.2f} MB of UTF-8)",
+        "",
+        "| implementation | docs/s per worker (wall) | MB/s per worker (wall) | MB per CPU-second | CPU s | "
+        "ours is x faster (CPU) | (wall) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    lines += [
+        f"| {name} | {len(docs) / w:,.0f} | {mb / w:.2f} | {mb / c:.2f} | {c:.3f} | {c / ours_cpu:.1f} | "
+        f"{w / ours_wall:.1f} |"
+        for name, w, c in speed
+    ]
     lines += (
         []
         if args.speed_only

@@ -139,6 +139,53 @@ def test_signatures_equal_their_straightforward_definition(books, en_docs):
     stacked = band_keys(np.asarray(sigs), 9, 13)
     assert stacked.shape == (len(sigs), 9)
     assert all(np.array_equal(stacked[i], band_keys(sig, 9, 13)) for i, sig in enumerate(sigs))
+    # The blocked layout does not depend on the block width (narrower and wider than most documents, one shingle
+    # per block) or on the number of permutations (the default 14 x 7 = 98).
+    a98, b98 = minhash_params(98, seed=1234)
+    for text in books[::7] + en_docs[:5]:
+        shingles = char_shingles(text, 13)
+        expected = ((shingles[:, None] * a98[None, :] + b98[None, :]) >> np.uint64(32)).min(axis=0)
+        for chunk in (1, 37, 512, 4096):
+            assert np.array_equal(minhash_signature(shingles, a98, b98, chunk), expected), chunk
+
+
+@pytest.mark.slow
+def test_fold_table_gives_the_string_fold(books, en_docs):
+    """char_shingles folds code points through a per-character table where every character of the text is inert
+    (`_fold_table`): the result equals `_WS.sub("", nfkc(text).casefold())` on every BMP character alone, on the
+    sample's documents, and on random strings that mix inert characters with multi-character outputs (ligatures,
+    circled and parenthesized forms, full-width and compatibility characters) and characters that compose or
+    reorder (combining marks, Hangul jamo, kana voicing marks) or lie beyond the table, which take the string path."""
+    from stages.dedup_rules import _WS, _codepoints, _fold_table, _nfkc_fold, folded_codepoints
+
+    def by_strings(text: str) -> np.ndarray:
+        return _codepoints(_WS.sub("", _nfkc_fold(text)))
+
+    lengths = _fold_table()[0]
+    assert len(lengths) == 0x40000  # planes 0-3; beyond, the string path
+    for cp in range(1, len(lengths)):
+        if not 0xD800 <= cp <= 0xDFFF:
+            assert np.array_equal(folded_codepoints(chr(cp)), by_strings(chr(cp))), hex(cp)
+    notes = (SAMPLE / "notes_zh.txt").read_text(encoding="utf-8").split("\n\n")
+    code = [p.read_text(encoding="utf-8") for p in sorted((SAMPLE / "code").rglob("*")) if p.is_file()]
+    texts = books + notes + en_docs + code
+    by_table = 0  # documents that take the table path
+    for text in texts:
+        assert np.array_equal(folded_codepoints(text), by_strings(text))
+        cp = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+        by_table += bool(len(cp)) and cp.max() < len(lengths) and lengths[cp].min() >= 0
+    assert by_table >= 0.95 * len(books)  # the table path is what runs on the Chinese books
+    inert = np.flatnonzero(lengths >= 0)
+    expanding = np.flatnonzero(lengths > 1)  # …, ㈠, ﬁ, ㍿, ß (casefold), ...
+    assert len(expanding) > 500 and (lengths == 0).sum() > 20  # whitespace folds to nothing
+    composing = [ord(c) for c in "\u0301\u0327\u0323\u0300\u1161\u11a8\u1100\u3099\u309a가\U0001d15e\U000e0041\x00"]
+    starters = [ord(c) for c in "aeiouyAEIOUcnsかカはゝ"]  # what those compose with
+    rng = np.random.default_rng(0)
+    for _ in range(20_000):
+        picks = [rng.choice(inert, 3), rng.choice(expanding, 2), rng.choice(starters, 1), rng.choice(composing, 1)]
+        picks = np.concatenate(picks[:4] if rng.random() < 0.5 else picks)
+        text = "".join(map(chr, rng.permutation(picks)))
+        assert np.array_equal(folded_codepoints(text), by_strings(text)), ascii(text)
 
 
 def test_word_hashes_are_per_word_and_stable():
