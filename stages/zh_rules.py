@@ -197,9 +197,21 @@ def _ngrams(chars: str, n: int) -> list[str]:
 
 
 # The n-gram rules below work on integer ids, one per position, with NumPy: a Python string per n-gram, a Counter
-# and a set cost about 1 µs per character and were most of the filter's time. `top_ngram_ratio_plain` and
-# `dup_ngram_ratio_plain` are the same measures written over strings, one n-gram at a time: the definitions, which
-# tests/test_filter_zh.py compares with these on every Chinese document of the sample for n = 2 to 10.
+# and a set cost about 1 µs per character and were most of the filter's time. All n-gram sizes of one text share
+# one sort (`_window_order`): the positions ordered by the NGRAM_DEPTH characters that start there, so that for
+# every n up to that depth the occurrences of one n-gram are a run of the order. Sorting once per n instead (with
+# re-ranking for the n whose ids do not fit 63 bits) took 25 sorts per document and most of the rules' time.
+# `top_ngram_ratio_plain` and `dup_ngram_ratio_plain` are the same measures written over strings, one n-gram at a
+# time: the definitions, which tests/test_filter_zh.py compares with the sorted versions on every Chinese document
+# of the sample for n = 1 to 12. Texts of under SORTED_FROM word characters are measured by the definitions
+# themselves: NumPy's cost per call is larger than the whole string loop there.
+
+NGRAM_DEPTH = 10
+"""The window the shared order sorts by: MAP-CC's rules use n = 2 to 10; a larger n gets its own, deeper order."""
+SORTED_FROM = 128
+"""Word characters from which the n-gram rules use the shared order; below, the string definitions are faster (on the
+sample's Chinese documents, median 66 word characters: 51 against 225 µs for all nine sizes under 32 characters,
+183 against 251 µs at 64-127, 352 against 286 µs at 128-255)."""
 
 
 @lru_cache(maxsize=4)
@@ -210,19 +222,37 @@ def _char_ranks(chars: str) -> tuple[np.ndarray, int]:
     return ranks.astype(np.int64), len(distinct)
 
 
-def _ngram_ids(chars: str, n: int) -> np.ndarray:
-    """An id per n-gram position (len(chars) - n + 1 of them), equal exactly when the n-grams are equal: the
-    n-gram's ranks as digits base k while k**n fits in 63 bits, else the rank of (dense rank of the (n-1)-gram's id,
-    rank of the next character), which stays below len(chars) * k."""
+@lru_cache(maxsize=4)
+def _window_order(chars: str, depth: int) -> tuple[np.ndarray, np.ndarray]:
+    """(order, shared): the positions of `chars` sorted by the `depth` characters from each position on (past the
+    end counts as a character below all others), and for each position of that order after the first, how many
+    leading characters its window shares with the one before (at most `depth`). An n-gram (n <= depth) occurs at
+    the positions of one run of `order` whose neighbours share >= n characters (not in text order: the run is
+    sorted by the characters after the n-gram); a window that runs past the end shares fewer than n with every
+    other (past the end is at a different offset in each), so it is a run of its own."""
     ranks, k = _char_ranks(chars)
-    count = len(ranks) - n + 1
-    if k**n < 1 << 63:
-        ids = np.zeros(count, dtype=np.int64)
-        for j in range(n):
-            ids = ids * k + ranks[j : j + count]
-        return ids
-    shorter = np.unique(_ngram_ids(chars, n - 1), return_inverse=True)[1].astype(np.int64)  # dense: < len(chars)
-    return np.unique(shorter[:count] * k + ranks[n - 1 :], return_inverse=True)[1].astype(np.int64)
+    length = len(ranks)
+    padded = np.zeros(length + depth, dtype=np.int64)
+    padded[:length] = ranks + 1  # 0: past the end
+    base, width = k + 1, 1
+    while width < depth and base ** (width + 1) < 1 << 63:
+        width += 1
+    keys = np.zeros(length, dtype=np.int64)  # the first `width` characters, as digits base k + 1
+    for j in range(width):
+        keys = keys * base + padded[j : j + length]
+    while width < depth:
+        # Two overlapping windows of `width` give one of `wider`: the dense rank of the first (lexicographic, 0 past
+        # the end) then that of the one starting wider - width later.
+        distinct, dense = np.unique(keys, return_inverse=True)
+        dense_padded = np.zeros(length + depth, dtype=np.int64)
+        dense_padded[:length] = dense + 1
+        wider = min(2 * width, depth)
+        keys = dense_padded[:length] * (len(distinct) + 1) + dense_padded[wider - width : wider - width + length]
+        width = wider
+    order = np.argsort(keys)
+    windows = padded[order[:, None] + np.arange(depth)]  # one row per position, in order
+    shared = np.logical_and.accumulate(windows[1:] == windows[:-1], axis=1).sum(axis=1)
+    return order, shared
 
 
 def _covered(starts: np.ndarray, n: int) -> int:
@@ -238,15 +268,51 @@ def top_ngram_ratio(text: str, n: int) -> float:
     each position once, so the value is a true fraction. Among equally frequent n-grams, the one that occurs
     first is measured."""
     chars = word_chars(text)
+    if len(chars) < SORTED_FROM:
+        return top_ngram_ratio_plain(chars, n)
+    return _top_ngram_ratio_sorted(chars, n)
+
+
+def _top_ngram_ratio_sorted(chars: str, n: int) -> float:
+    """`top_ngram_ratio` of word characters `chars` from the shared order."""
     if len(chars) < n:
         return 0.0
-    ids = _ngram_ids(chars, n)
-    values, first, counts = np.unique(ids, return_index=True, return_counts=True)
+    order, shared = _window_order(chars, max(n, NGRAM_DEPTH))
+    starts = np.concatenate(([0], np.flatnonzero(shared < n) + 1))  # where each run of equal n-grams begins
+    counts = np.diff(starts, append=len(order))
     top = counts.max()
-    if top < 2:
+    if top < 2:  # a window past the end is a run of one, so a run of two or more is an n-gram's
         return 0.0
-    gram = values[counts == top][np.argmin(first[counts == top])]
-    return _covered(np.flatnonzero(ids == gram), n) / len(chars)
+    tied = counts == top
+    begin = starts[tied][np.argmin(np.minimum.reduceat(order, starts)[tied])]  # the run that occurs first
+    return _covered(np.sort(order[begin : begin + top]), n) / len(chars)
+
+
+@lru_cache(maxsize=4)
+def _dup_ngram_ratios(chars: str, ns: tuple[int, ...]) -> dict[int, float]:
+    """`dup_ngram_ratio` for each n of `ns` (none above NGRAM_DEPTH) at once, row by row of 2-D arrays: row r
+    marks the positions whose n-gram is not the first of its run (the smallest position), then counts the
+    positions some marked window of n covers."""
+    length = len(chars)
+    order, shared = _window_order(chars, NGRAM_DEPTH)
+    sizes = np.array(ns)[:, None]
+    run_starts = np.ones((len(ns), length), dtype=bool)
+    np.less(shared[None, :], sizes, out=run_starts[:, 1:])
+    starts = np.flatnonzero(run_starts)  # flat index: row * length + place in the order
+    firsts = np.minimum.reduceat(np.tile(order, len(ns)), starts)  # each run's first position in the text
+    repeat = np.ones(len(ns) * length, dtype=bool)
+    repeat[starts - starts % length + firsts] = False
+    repeat = repeat.reshape(len(ns), length) & (np.arange(length)[None, :] <= length - sizes)
+    started = np.zeros((len(ns), length + 1), dtype=np.int64)  # marked windows started before each position
+    np.cumsum(repeat, axis=1, out=started[:, 1:])
+    window_start = np.maximum(np.arange(1, length + 1)[None, :] - sizes, 0)
+    in_window = started[:, 1:] - np.take_along_axis(started, window_start, axis=1)  # marked starts in (t - n, t]
+    covered = (in_window > 0).sum(axis=1)
+    return {n: int(c) / length for n, c in zip(ns, covered.tolist())}
+
+
+DUP_NGRAM_SIZES = tuple(range(5, 11))
+"""MAP-CC's sizes of the duplicated n-gram rule: `dup_ngram_ratio` measures them all the first time it sees a text."""
 
 
 def dup_ngram_ratio(text: str, n: int) -> float:
@@ -256,12 +322,24 @@ def dup_ngram_ratio(text: str, n: int) -> float:
     original meant; it counted distinct characters instead. The share can only shrink as n grows (a repeated
     (n+1)-gram is made of repeated n-grams), which `passes_dup_ngrams` uses to stop early."""
     chars = word_chars(text)
+    if len(chars) < SORTED_FROM:
+        return dup_ngram_ratio_plain(chars, n)
+    return _dup_ngram_ratio_sorted(chars, n)
+
+
+def _dup_ngram_ratio_sorted(chars: str, n: int) -> float:
+    """`dup_ngram_ratio` of word characters `chars` from the shared order."""
     if len(chars) < n:
         return 0.0
-    ids = _ngram_ids(chars, n)
-    repeat = np.ones(len(ids), dtype=bool)
-    repeat[np.unique(ids, return_index=True)[1]] = False
-    return _covered(np.flatnonzero(repeat), n) / len(chars)
+    if n > NGRAM_DEPTH:
+        order, shared = _window_order(chars, n)
+        starts = np.concatenate(([0], np.flatnonzero(shared < n) + 1))
+        repeat = np.ones(len(chars) - n + 1, dtype=bool)
+        firsts = np.minimum.reduceat(order, starts)
+        repeat[firsts[firsts <= len(chars) - n]] = False
+        return _covered(np.flatnonzero(repeat), n) / len(chars)
+    ns = DUP_NGRAM_SIZES if n in DUP_NGRAM_SIZES else (n,)
+    return _dup_ngram_ratios(chars, ns)[n]
 
 
 def top_ngram_ratio_plain(text: str, n: int) -> float:
