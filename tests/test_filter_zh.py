@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
+from collections import Counter
 
 import pytest
 from datatrove.data import Document
@@ -163,6 +165,16 @@ def test_entropy(classical):
     assert z.char_entropy(classical) >= 3
     assert z.char_entropy(JINGYESI) < 3  # 24 characters cannot reach it
     assert z.char_entropy("") == 0.0
+
+
+def test_entropy_and_unique_chars_equal_their_definitions(books):
+    """The entropy sums one term per distinct character from a table per distinct count; the value is exactly (==)
+    the plain sum over characters in first-occurrence order, on every Chinese sample document as NFKC text."""
+    notes = [b.strip() for b in (SAMPLE / "notes_zh.txt").read_text(encoding="utf-8").split("\n\n") if b.strip()]
+    for text in [z.normalize(t) for t in books + notes] + ["一", "哈哈哈哈", "ab\n" * 7]:
+        n = len(text)
+        assert z.char_entropy(text) == -sum(c / n * math.log(c / n) for c in Counter(text).values()), text[:40]
+        assert z.unique_char_ratio(text) == len(set(text)) / n
 
 
 def test_bracket_ratio(classical):
