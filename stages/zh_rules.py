@@ -261,8 +261,9 @@ def _window_order(chars: str, depth: int) -> tuple[np.ndarray, np.ndarray]:
         width = wider
     order = np.argsort(keys)
     windows = padded[order[:, None] + np.arange(depth)]  # one row per position, in order
-    shared = np.logical_and.accumulate(windows[1:] == windows[:-1], axis=1).sum(axis=1)
-    return order, shared
+    equal = np.zeros((max(length - 1, 0), depth + 1), dtype=bool)  # a last column of False ends every row
+    np.equal(windows[1:], windows[:-1], out=equal[:, :depth])
+    return order, equal.argmin(axis=1)  # the first differing character: the shared length
 
 
 def _covered(starts: np.ndarray, n: int) -> int:
@@ -293,9 +294,10 @@ def _top_ngram_ratio_sorted(chars: str, n: int) -> float:
     top = counts.max()
     if top < 2:  # a window past the end is a run of one, so a run of two or more is an n-gram's
         return 0.0
-    tied = counts == top
-    begin = starts[tied][np.argmin(np.minimum.reduceat(order, starts)[tied])]  # the run that occurs first
-    return _covered(np.sort(order[begin : begin + top]), n) / len(chars)
+    begins = starts[counts == top]
+    if len(begins) > 1:  # the run that occurs first
+        begins = begins[[np.argmin(order[begins[:, None] + np.arange(top)].min(axis=1))]]
+    return _covered(np.sort(order[begins[0] : begins[0] + top]), n) / len(chars)
 
 
 @lru_cache(maxsize=4)
