@@ -36,6 +36,8 @@ from stages.nfkc import nfkc
 
 # Sentence ends: ASCII and full-width terminal marks, and the ellipsis.
 _SENTENCE_END = re.compile(r"[.!?;。！？；…]+")
+# A sentence: its first word character and everything up to the next terminal mark.
+_SENTENCE = re.compile(r"\w[^.!?;。！？；…]*")
 # Everything that is not a word character (punctuation, symbols, whitespace).
 _NON_WORD = re.compile(r"[^\w]+")
 # What MAP-CC stripped before segmenting: punctuation and symbols, keeping whitespace.
@@ -90,7 +92,13 @@ def _lines(text: str) -> tuple[str, ...]:
 
 def sentence_count(text: str) -> int:
     """Sentences: pieces between terminal marks (. ! ? ; 。 ！ ？ ； …) that hold a word character, so that
-    "，、“”" between two marks is not a sentence. MAP-CC keeps more than one."""
+    "，、“”" between two marks is not a sentence. MAP-CC keeps more than one. One match per such piece (from its
+    first word character to the next mark), half the time of splitting and searching each piece."""
+    return len(_SENTENCE.findall(text))
+
+
+def sentence_count_plain(text: str) -> int:
+    """`sentence_count` as split pieces tested one by one (the definition)."""
     return sum(1 for s in _SENTENCE_END.split(text) if _WORD_CHAR.search(s))
 
 
@@ -175,9 +183,15 @@ def punctuation_ratio(text: str) -> float:
 
 
 @lru_cache(maxsize=4)
-def _char_counts(text: str) -> Counter:
-    """Occurrences of each character, in order of first occurrence (the entropy's summation order)."""
-    return Counter(text)
+def _char_counts(text: str) -> list[int]:
+    """Occurrences of each distinct character, in order of first occurrence (the entropy's summation order): a
+    Counter for short texts, NumPy's sorted counts put back in that order from 1,024 characters on (0.8x the time
+    of the Counter on the scale corpus's Chinese documents, 1.3-3x it under 256 characters)."""
+    if len(text) < 1024:
+        return list(Counter(text).values())
+    codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    _, first, counts = np.unique(codes, return_index=True, return_counts=True)
+    return counts[np.argsort(first)].tolist()
 
 
 def unique_char_ratio(text: str) -> float:
@@ -190,7 +204,7 @@ def char_entropy(text: str) -> float:
     if not text:
         return 0.0
     n = len(text)
-    counts = _char_counts(text).values()
+    counts = _char_counts(text)
     # One logarithm per distinct count (most characters share a few small counts), summed in the order of the
     # characters' first occurrence as before, so the value is the same to the last bit.
     term = {c: c / n * math.log(c / n) for c in set(counts)}

@@ -167,14 +167,16 @@ def test_entropy(classical):
     assert z.char_entropy("") == 0.0
 
 
-def test_entropy_and_unique_chars_equal_their_definitions(books):
-    """The entropy sums one term per distinct character from a table per distinct count; the value is exactly (==)
-    the plain sum over characters in first-occurrence order, on every Chinese sample document as NFKC text."""
+def test_entropy_unique_chars_and_sentences_equal_their_definitions(books):
+    """The entropy sums one term per distinct character from a table per distinct count, from NumPy's counts for
+    long texts; the value is exactly (==) the plain sum over characters in first-occurrence order, on every Chinese
+    sample document as NFKC text. The sentence count from one regex equals the split-and-search definition."""
     notes = [b.strip() for b in (SAMPLE / "notes_zh.txt").read_text(encoding="utf-8").split("\n\n") if b.strip()]
-    for text in [z.normalize(t) for t in books + notes] + ["一", "哈哈哈哈", "ab\n" * 7]:
+    for text in [z.normalize(t) for t in books + notes] + ["一", "哈哈哈哈", "ab\n" * 7, "。。a。!b", "，、“”。x"]:
         n = len(text)
         assert z.char_entropy(text) == -sum(c / n * math.log(c / n) for c in Counter(text).values()), text[:40]
         assert z.unique_char_ratio(text) == len(set(text)) / n
+        assert z.sentence_count(text) == z.sentence_count_plain(text), text[:40]
 
 
 def test_bracket_ratio(classical):
