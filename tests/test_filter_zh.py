@@ -170,13 +170,23 @@ def test_entropy(classical):
 def test_entropy_unique_chars_and_sentences_equal_their_definitions(books):
     """The entropy sums one term per distinct character from a table per distinct count, from NumPy's counts for
     long texts; the value is exactly (==) the plain sum over characters in first-occurrence order, on every Chinese
-    sample document as NFKC text. The sentence count from one regex equals the split-and-search definition."""
+    sample document as NFKC text. The sentence count from one regex equals the split-and-search definition, the mean
+    word length the mean over the non-whitespace pieces."""
     notes = [b.strip() for b in (SAMPLE / "notes_zh.txt").read_text(encoding="utf-8").split("\n\n") if b.strip()]
-    for text in [z.normalize(t) for t in books + notes] + ["一", "哈哈哈哈", "ab\n" * 7, "。。a。!b", "，、“”。x"]:
+    for text in [z.normalize(t) for t in books + notes] + [
+        "一",
+        "哈哈哈哈",
+        "ab\n" * 7,
+        "。。a。!b",
+        "，、“”。x",
+        " \n ",
+    ]:
         n = len(text)
         assert z.char_entropy(text) == -sum(c / n * math.log(c / n) for c in Counter(text).values()), text[:40]
         assert z.unique_char_ratio(text) == len(set(text)) / n
         assert z.sentence_count(text) == z.sentence_count_plain(text), text[:40]
+        words = [w for w in z.segment(z._PUNCT_KEEP_SPACE.sub("", text)) if not w.isspace()]
+        assert z.mean_word_length(text) == (sum(map(len, words)) / len(words) if words else 0.0), text[:40]
 
 
 def test_bracket_ratio(classical):
