@@ -3,8 +3,15 @@
     .venv/bin/python bench/bench_langid_filter.py [--repeats 5] [--filter-docs 400] [--no-write]
 
 Everything runs in this one process (one worker), on real documents of the bundled sample corpus, side by side in
-the same run, `--repeats` times; the table gives medians. Only the steps are timed: Parquet reading and writing is
-the same for every stage and is left out.
+the same run, `--repeats` times; the table gives medians of CPU seconds (`time.process_time`: the machine is shared,
+and wall time follows its load). Only the steps are timed: Parquet reading and writing is the same for every stage
+and is left out.
+
+    .venv/bin/python bench/bench_langid_filter.py --commands STAGE INPUT_WORKDIR --trees base=/tmp/old this=.
+
+times the whole `pipeline run STAGE` command instead (process start, Parquet in and out, one task, one worker) for
+each code tree in turn, round by round, on the previous stage's output in INPUT_WORKDIR (linked into a fresh
+workdir per run): wall seconds, the child process's CPU seconds (`getrusage`), MB in from stats.json.
 
 - langid: our `LanguageId` step (batched prediction, aliases, script check, metadata, datatrove's filter loop)
   against bare fastText `predict(texts, k=1)` on the same flattened texts with the same model: the least any
@@ -26,7 +33,10 @@ import json
 import os
 import platform
 import re
+import resource
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -83,9 +93,9 @@ def race(variants: dict[str, tuple], repeats: int) -> dict[str, list[float]]:
     for _ in range(repeats):
         for name, (setup, run) in variants.items():
             data = setup()
-            t = time.perf_counter()
+            t = time.process_time()  # CPU seconds: the machine is shared, wall time follows its load
             run(data)
-            times[name].append(time.perf_counter() - t)
+            times[name].append(time.process_time() - t)
     return times
 
 
@@ -150,12 +160,63 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} logical CPUs, Python {platform.python_version()}, {platform.system()}"
 
 
+PREVIOUS = {"langid": "ingest", "filter": "langid"}
+
+
+def command_rounds(stage: str, source: Path, trees: dict[str, str], rounds: int, scratch: Path) -> str:
+    """`pipeline run STAGE` (one task, one worker) with each code tree in turn, `rounds` times, on the previous
+    stage's output in `source`; a table of medians: wall s, CPU s of the child process, MB per CPU-second."""
+    runs: dict[str, list[tuple[float, float, float, float]]] = {name: [] for name in trees}
+    loads = [os.getloadavg()[0]]
+    for r in range(rounds):
+        for name, tree in trees.items():
+            workdir = scratch / f"{name}_{r}"
+            shutil.rmtree(workdir, ignore_errors=True)
+            workdir.mkdir(parents=True)
+            (workdir / PREVIOUS[stage]).symlink_to((source / PREVIOUS[stage]).resolve())
+            command = [sys.executable, "-m", "pipeline", "run", stage, "--set", f"run.workdir={workdir}",
+                       "--set", "executor.tasks=1", "--set", "executor.workers=1"]  # fmt: skip
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            t = time.perf_counter()
+            subprocess.run(command, cwd=tree, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                           env={**os.environ, "PYTHONPATH": str(Path(tree).resolve())})  # fmt: skip
+            wall = time.perf_counter() - t
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu = after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+            stats = json.loads((workdir / stage / "stats.json").read_text())
+            runs[name].append((wall, cpu, stats["bytes_in"] / 1e6, stats["task_seconds"]))
+            loads.append(os.getloadavg()[0])
+    first = next(iter(trees))
+    lines = [
+        f"`pipeline run {stage}`, one task, one worker, on {source}; {rounds} rounds, trees in turn; load average "
+        f"{min(loads):.1f} to {max(loads):.1f}",
+        "",
+        f"| code | MB in | wall s | MB/s wall | CPU s | MB per CPU-s | task s | CPU vs {first} |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, values in runs.items():
+        wall, cpu, mb, task = (statistics.median(v[i] for v in values) for i in range(4))
+        vs = statistics.median(a[1] / b[1] for a, b in zip(runs[first], values))
+        lines.append(f"| {name} | {mb:.2f} | {wall:.2f} | {mb / wall:.2f} | {cpu:.2f} | {mb / cpu:.2f} | "
+                     f"{task:.2f} | {vs:.2f}x |")  # fmt: skip
+    lines += ["", "CPU s per round: " + "; ".join(f"{n} " + " ".join(f"{v[1]:.2f}" for v in vs)
+                                                 for n, vs in runs.items())]  # fmt: skip
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--filter-docs", type=int, default=400, help="Chinese documents for the filter comparison")
     ap.add_argument("--no-write", action="store_true", help="print the table, leave BENCHMARKS.md alone")
+    ap.add_argument("--commands", nargs=2, metavar=("STAGE", "INPUT_WORKDIR"), help="time whole commands instead")
+    ap.add_argument("--trees", nargs="+", default=[f"this={REPO}"], help="NAME=DIR code trees for --commands")
+    ap.add_argument("--scratch", default="/tmp/bench_langid_filter", help="workdirs of --commands (replaced)")
     args = ap.parse_args(argv)
+    if args.commands:
+        print(command_rounds(args.commands[0], Path(args.commands[1]), dict(t.split("=", 1) for t in args.trees),
+                             args.repeats, Path(args.scratch)))  # fmt: skip
+        return 0
 
     load_before = os.getloadavg()[0]
     zh, en = load_texts()
@@ -226,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         f"Command: `.venv/bin/python bench/bench_langid_filter.py --repeats {args.repeats} "
         f"--filter-docs {args.filter_docs}`  ",
-        f"Machine: {machine()}; one worker (one process); medians of {args.repeats} rounds in which the variants "
+        f"Machine: {machine()}; one worker (one process); CPU seconds (`time.process_time`), medians of "
+        f"{args.repeats} rounds in which the variants "
         "take turns (speed ratios: median of the per-round ratios); steps only (no Parquet), input Documents built "
         f"outside the timing. Load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after the run "
         "(the machine is shared: single runs vary, compare rows of one run).  ",
@@ -234,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
         f"blocks, articles_en); zh filters on {len(zh_sub)} Chinese sample documents ({zh_chars:,} characters, "
         f"every {step_k}th of books_zh + notes_zh); {lid_mb:.2f} and {zh_mb:.2f} MB of UTF-8 text.",
         "",
-        "| step | implementation | docs | docs/s per worker | MB/s per worker (UTF-8) | speed vs reference |",
+        "| step | implementation | docs | docs per CPU-second | MB per CPU-second (UTF-8) | speed vs reference |",
         "| --- | --- | ---: | ---: | ---: | ---: |",
         *[
             f"| {a} | {b} | {c} | {d:,.0f} | {d * (lid_mb if a == 'langid' else zh_mb) / c:.2f} | {e}x |"

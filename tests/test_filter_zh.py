@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import gzip
 import json
+import math
+from collections import Counter
 
 import pytest
 from datatrove.data import Document
@@ -165,6 +167,28 @@ def test_entropy(classical):
     assert z.char_entropy("") == 0.0
 
 
+def test_entropy_unique_chars_and_sentences_equal_their_definitions(books):
+    """The entropy sums one term per distinct character from a table per distinct count, from NumPy's counts for
+    long texts; the value is exactly (==) the plain sum over characters in first-occurrence order, on every Chinese
+    sample document as NFKC text. The sentence count from one regex equals the split-and-search definition, the mean
+    word length the mean over the non-whitespace pieces."""
+    notes = [b.strip() for b in (SAMPLE / "notes_zh.txt").read_text(encoding="utf-8").split("\n\n") if b.strip()]
+    for text in [z.normalize(t) for t in books + notes] + [
+        "一",
+        "哈哈哈哈",
+        "ab\n" * 7,
+        "。。a。!b",
+        "，、“”。x",
+        " \n ",
+    ]:
+        n = len(text)
+        assert z.char_entropy(text) == -sum(c / n * math.log(c / n) for c in Counter(text).values()), text[:40]
+        assert z.unique_char_ratio(text) == len(set(text)) / n
+        assert z.sentence_count(text) == z.sentence_count_plain(text), text[:40]
+        words = [w for w in z.segment(z._PUNCT_KEEP_SPACE.sub("", text)) if not w.isspace()]
+        assert z.mean_word_length(text) == (sum(map(len, words)) / len(words) if words else 0.0), text[:40]
+
+
 def test_bracket_ratio(classical):
     assert z.bracket_ratio(classical) <= 0.1
     ads = "【限时特惠】【包邮】【正品保证】2024新款连衣裙【买一送一】"
@@ -209,17 +233,22 @@ def test_dup_ngram_early_stop_is_exact(classical):
 @pytest.mark.slow
 def test_vectorized_ngram_rules_equal_their_string_definitions(books):
     """The NumPy n-gram rules give exactly (==, not approximately) the values of the plain string versions on every
-    Chinese document of the sample (books and notes blocks) for n = 1 to 10, and on repetitive texts whose ties
-    and overlaps decide which n-gram is measured."""
+    Chinese document of the sample (books and notes blocks) for n = 1 to 12 (past the shared order's depth of 10),
+    on repetitive texts whose ties and overlaps decide which n-gram is measured, and on texts of many distinct
+    characters, whose windows do not fit one 63-bit key (the order is then built from overlapping shorter ones)."""
     notes = [b.strip() for b in (SAMPLE / "notes_zh.txt").read_text(encoding="utf-8").split("\n\n") if b.strip()]
     texts = [z.normalize(t) for t in books + notes]
     texts += ["哈哈哈哈哈哈好", "ab" * 50 + "ba" * 50, "天地玄黄天地" * 3 + "宇宙洪荒宇宙" * 3, "", "一", QIANZIWEN * 4]
+    many = "".join(map(chr, range(0x4E00, 0x4E00 + 7000)))  # 7,000 distinct: 4 characters per 63-bit key
+    texts += [many * 2 + many[:50], many[:3000] + QIANZIWEN * 3 + many[2990:6000] + many[:300]]
     nonzero = 0
     for text in texts:
-        for n in range(1, 11):
-            top, dup = z.top_ngram_ratio(text, n), z.dup_ngram_ratio(text, n)
+        for n in range(1, 13):
+            chars = z.word_chars(text)
+            top, dup = z._top_ngram_ratio_sorted(chars, n), z._dup_ngram_ratio_sorted(chars, n)
             assert top == z.top_ngram_ratio_plain(text, n), (n, text[:40])
             assert dup == z.dup_ngram_ratio_plain(text, n), (n, text[:40])
+            assert (top, dup) == (z.top_ngram_ratio(text, n), z.dup_ngram_ratio(text, n))
             nonzero += top > 0 and dup > 0
     assert nonzero > 1000
 
