@@ -5,7 +5,7 @@ classes, train/config.py) and the documentation of every table is its model's cl
 `pipeline config --defaults` cannot drift from the code: it is the code's defaults and the code's docs. The attribute
 docstrings are read from the source here, when documentation is printed (`field_doc`), rather than by pydantic's
 `use_attribute_docstrings` when each model class is created: that walked the stack and parsed source for each of
-the 43 config classes at every process start (0.11 CPU-s of every `pipeline` command). The output is
+the 42 config models at every process start (0.11 CPU-s of every `pipeline` command). The output is
 valid TOML that loads back to the same configuration; a key whose value is unset (None) is written as a comment,
 since TOML has no null and leaving a key out means the same thing.
 """
