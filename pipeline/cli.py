@@ -7,10 +7,7 @@ import errno
 import os
 import sys
 
-from model.vocab import compare_command, merge_command
 from pipeline.config import STAGE_ORDER, Config, ConfigError, load_config
-from pipeline.config_toml import to_toml
-from stages.quality import read_documents, train_classifier
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -180,6 +177,7 @@ def check_workdir_writable(cfg: Config) -> None:
 
 def quality_train_command(cfg: Config, args: argparse.Namespace) -> int:
     """`pipeline quality train`: reads both sets, trains, prints the held-out metrics."""
+    from stages.quality import read_documents, train_classifier  # see main(): only this command uses them
 
     def sources(arg: str | None) -> list[str] | None:
         return [s.strip() for s in arg.split(",") if s.strip()] if arg else None
@@ -216,16 +214,22 @@ def quality_train_command(cfg: Config, args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # Each command imports what only it uses in its own branch: every `pipeline` process pays for this module's
+    # imports before its first document (process start, BENCHMARKS.md "Third pass").
     from pipeline.runner import StageError, TaskFailure
 
     try:
         if args.command == "config" and args.defaults:
+            from pipeline.config_toml import to_toml
+
             if args.overrides:
                 raise ConfigError("config --defaults prints the code's defaults; it takes no --set")
             print(to_toml(Config(), DEFAULTS_TITLE), end="")
             return 0
         cfg = load_config(args.config, args.overrides, check_paths=args.command in ("run", "ablate"))
         if args.command == "config":
+            from pipeline.config_toml import to_toml
+
             title = EFFECTIVE_TITLE.format(file=cfg.file, overrides=" ".join(f"--set {o}" for o in args.overrides))
             print(to_toml(cfg, title), end="")
             return 0
@@ -305,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "quality":
             return quality_train_command(cfg, args)
         if args.command == "tokenizer":
+            from model.vocab import compare_command, merge_command
+
             if args.tokenizer_command == "merge":
                 return merge_command(args.base, args.add, args.out)
             return compare_command(args.models, args.text)

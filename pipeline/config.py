@@ -257,7 +257,7 @@ class Config(_Strict):
     ablate: AblateSection = Field(default_factory=AblateSection)
 
     # Set by load_config; not TOML keys.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True, strict=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
     _file: Path = Path("pipeline.toml")
 
     @field_validator("sources")

@@ -14,6 +14,7 @@ A finished task is never redone (datatrove's completion markers); `--force` empt
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import importlib
 import importlib.metadata
@@ -113,6 +114,7 @@ NOT_OUTPUT_KEYS = {
 SECTION_KEYS = {"tokenizer": "tokenizer", "tokenize": "tokens"}
 
 
+@functools.cache  # one lookup per process: importlib.metadata scans site-packages each time (5 calls per command)
 def code_version() -> str:
     """The mapcc package version. Deliberately not the git commit: an edit during development (a comment, a test)
     must not make every finished stage stale; a change of what a stage writes comes with a version bump."""

@@ -34,9 +34,11 @@ from stages.io import (
 class StrictModel(BaseModel):
     """A config table: an unknown key is an error, an assignment (`--set`) is validated like a loaded value, and
     types are strict: "9" is not an int and "no" not a bool (an int is still a float: `lr = 1` is 1.0).
-    Every config model of the project derives from it (pipeline/config.py imports it from here, the lower layer)."""
+    Every config model of the project derives from it (pipeline/config.py imports it from here, the lower layer).
+    A key's documentation is the string literal right after its field (an attribute docstring), read from the
+    source by `pipeline config` (pipeline/config_toml.py `field_doc`), not at every import."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True, strict=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
 
 
 class StageConfig(StrictModel):

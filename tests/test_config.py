@@ -11,11 +11,10 @@ import typing
 
 import pytest
 from pydantic import BaseModel
-from pydantic.fields import FieldInfo
 
 from pipeline.cli import main
 from pipeline.config import Config, ConfigError, load_config
-from pipeline.config_toml import to_toml
+from pipeline.config_toml import field_doc, to_toml
 from tests.conftest import REPO, write_config
 
 SOURCE = """
@@ -163,8 +162,8 @@ def config_output(args: list[str], capsys) -> str:
     return capsys.readouterr().out
 
 
-def leaf_keys(model: type[BaseModel], prefix: str = "") -> list[tuple[str, FieldInfo]]:
-    """Every key of a config model as (dotted key, field), tables and arrays of tables walked into."""
+def leaf_keys(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str | None]]:
+    """Every key of a config model as (dotted key, its documentation), tables and arrays of tables walked into."""
     keys = []
     for name, info in model.model_fields.items():
         sub = info.annotation
@@ -173,8 +172,36 @@ def leaf_keys(model: type[BaseModel], prefix: str = "") -> list[tuple[str, Field
         if isinstance(sub, type) and issubclass(sub, BaseModel):
             keys += leaf_keys(sub, f"{prefix}{name}.")
         else:
-            keys.append((f"{prefix}{name}", info))
+            keys.append((f"{prefix}{name}", field_doc(model, name)))
     return keys
+
+
+def config_models(model: type[BaseModel]) -> set[type[BaseModel]]:
+    """`model` and every model its fields hold, at any depth (tables, arrays of tables, unions)."""
+    found = {model}
+    todo = [info.annotation for info in model.model_fields.values()]
+    while todo:
+        t = todo.pop()
+        if isinstance(t, type) and issubclass(t, BaseModel):
+            if t not in found:
+                found |= config_models(t)
+        else:
+            todo += typing.get_args(t)
+    return found
+
+
+def test_field_doc_is_what_pydantic_reads_as_the_attribute_docstring():
+    """field_doc parses the docs only when `pipeline config` prints them; pydantic's own extraction, which
+    `use_attribute_docstrings` ran for every config class at every process start, gives the same text for every
+    field every config class declares (inherited fields are documented where they are declared)."""
+    from pydantic._internal._docs_extraction import extract_docstrings_from_cls  # the reference, pydantic's
+
+    models = {base for m in config_models(Config) for base in m.__mro__ if issubclass(base, BaseModel)} - {BaseModel}
+    assert len(models) > 40  # StrictModel and StageConfig declare fields too (`enabled`)
+    for model in models:
+        declared = [n for n in vars(model).get("__annotations__", {}) if n in model.model_fields]
+        expected = extract_docstrings_from_cls(model, use_inspect=True)
+        assert {n: field_doc(model, n) for n in declared} == {n: expected.get(n) for n in declared}, model
 
 
 def test_trimmed_pipeline_toml_gives_the_same_config_as_the_full_one():
@@ -187,7 +214,7 @@ def test_trimmed_pipeline_toml_gives_the_same_config_as_the_full_one():
 
 
 def test_every_config_key_and_table_is_documented_in_its_model():
-    undocumented = [key for key, info in leaf_keys(Config) if not (info.description or "").strip()]
+    undocumented = [key for key, doc in leaf_keys(Config) if not (doc or "").strip()]
     assert undocumented == []
     tables = {key.rsplit(".", 1)[0] for key, _ in leaf_keys(Config) if "." in key}
     text = to_toml(Config(), "defaults")
@@ -204,11 +231,11 @@ def test_config_defaults_is_toml_of_the_code_defaults(capsys):
     assert Config.model_validate(tomllib.loads(text)).model_dump() == Config().model_dump()
     # every key appears, set (`key = `) or, when unset by default, commented out (`# key = `), after its docs
     lines = text.splitlines()
-    for key, info in leaf_keys(Config):
+    for key, doc_text in leaf_keys(Config):
         name = key.rsplit(".", 1)[-1]
         at = [i for i, line in enumerate(lines) if re.match(rf"^(# )?{name} = ", line)]
         assert at, key
-        doc = [f"# {line}".rstrip() for line in inspect.cleandoc(info.description).splitlines()]
+        doc = [f"# {line}".rstrip() for line in inspect.cleandoc(doc_text).splitlines()]
         assert any(lines[i - len(doc) : i] == doc for i in at), key
     assert 'segmenter = "jieba-rs"' in lines and "# max_per_doc = (unset)" in lines
     assert "[stages.filter.en.gopher_quality]" in lines and "# [[sources]]" in text

@@ -15,7 +15,7 @@ from model.config import PRESETS
 class ModelSection(BaseModel):
     """`[model]`: a named preset, and any of its fields replaced. Vocabulary size comes from the tokenizer."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     preset: str = "tiny"
     """tiny (CPU tests, demo), 125m, 350m or ct-llm-2b (CT-LLM's architecture)."""
@@ -53,7 +53,7 @@ class ModelSection(BaseModel):
 
 
 class _RunSection(BaseModel):
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     max_steps: PositiveInt = 1000
     """Last optimizer step; also the length of the LR schedule."""
@@ -115,7 +115,7 @@ class _LoopSection(_RunSection):
 class LoraSection(BaseModel):
     """`[train.pretrain.lora]`, `[train.sft.lora]`, `[train.dpo.lora]`: low-rank adapters instead of full training."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     enabled: bool = False
     """Train LoRA adapters on a frozen model (merged into the weights on export)."""
@@ -301,7 +301,7 @@ class DpoSection(_FinetuneSection):
 class TrainSection(BaseModel):
     """The trainer's runs: pretraining, then SFT, then DPO."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     pretrain: PretrainSection = Field(default_factory=PretrainSection)
     sft: SftSection = Field(default_factory=SftSection)
@@ -311,7 +311,7 @@ class TrainSection(BaseModel):
 class McTaskSection(BaseModel):
     """One `[[eval.tasks]]` table: a multiple-choice file in C-Eval/CMMLU/MMLU layout."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str
     """Task name in the results table."""
@@ -331,7 +331,7 @@ class McTaskSection(BaseModel):
 class GenTaskSection(BaseModel):
     """One `[[eval.generation]]` table: prompts answered greedily, scored with BLEU and ROUGE-L against references."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str
     """Task name in the results table."""
@@ -350,7 +350,7 @@ class GenTaskSection(BaseModel):
 class GenerateSection(BaseModel):
     """`[eval.generate]`: `pipeline generate --from RUN_DIR --prompt TEXT`."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     max_new_tokens: PositiveInt = 128
     """Tokens to sample at most (stops earlier at <|end|> or EOS)."""
@@ -378,7 +378,7 @@ class GenerateSection(BaseModel):
 class EvalSection(BaseModel):
     """`[eval]`: `pipeline eval --from RUN_DIR` (a run folder, a checkpoint file or an exported HF folder)."""
 
-    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True, strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     batches: PositiveInt = 20
     """Micro-batches of validation sequences to average the loss over."""
