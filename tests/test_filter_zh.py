@@ -6,10 +6,12 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import random
 from collections import Counter
 
 import pytest
 from datatrove.data import Document
+from datatrove.pipeline.filters.base_filter import BaseFilter
 
 from stages import zh_rules as z
 from stages.filters.zh import ZhQualityFilter, ZhRulesConfig
@@ -187,6 +189,23 @@ def test_entropy_unique_chars_and_sentences_equal_their_definitions(books):
         assert z.sentence_count(text) == z.sentence_count_plain(text), text[:40]
         words = [w for w in z.segment(z._PUNCT_KEEP_SPACE.sub("", text)) if not w.isspace()]
         assert z.mean_word_length(text) == (sum(map(len, words)) / len(words) if words else 0.0), text[:40]
+
+
+def test_stripping_through_the_code_point_table_equals_the_regex(books):
+    """`word_chars` and the punctuation strip before segmenting select long texts' characters through a table of
+    every code point; the result is the regex substitution's, on every Chinese sample document (raw and NFKC),
+    both sides of the length switch, and on every code point (surrogates, unassigned, astral) in shuffled runs."""
+    notes = [b.strip() for b in (SAMPLE / "notes_zh.txt").read_text(encoding="utf-8").split("\n\n") if b.strip()]
+    texts = books + notes + [z.normalize(t) for t in books + notes]
+    every = "".join(map(chr, range(0x110000)))
+    shuffled = list(every)
+    random.Random(13).shuffle(shuffled)
+    texts += [every, "".join(shuffled), "a\u3000b_１。\t\ud800x" * 40]
+    assert any(len(t) < z.KEPT_BY_TABLE_FROM for t in texts) and any(len(t) >= z.KEPT_BY_TABLE_FROM for t in texts)
+    for text in texts:
+        for pattern in (z._NON_WORD, z._PUNCT_KEEP_SPACE):
+            assert z._strip(pattern, text) == pattern.sub("", text), (pattern.pattern, text[:40])
+    assert z.word_chars(texts[0]) == z._NON_WORD.sub("", texts[0])
 
 
 def test_bracket_ratio(classical):
@@ -369,3 +388,23 @@ def test_scores_measure_every_rule_and_decide_as_the_early_stop(zh_filter, books
     scores, reason = zh_filter.evaluate(zh_doc(tripled))
     assert reason == "zh_dup_lines" and scores["zh_dup_lines"] == 2 / 3
     assert scores["zh_dup_5gram"] > 0.6 and scores["zh_mean_word_length"] > 1.3  # measured after the failure
+
+
+def test_task_counted_routing_equals_datatrove_base_filter(books):
+    """`TaskCountedFilter.run` (statistics summed once per task) keeps the same documents in the same order as
+    datatrove's `BaseFilter.run`, and leaves the same totals in datatrove's statistics: total, forwarded, dropped,
+    dropped per reason and the kept characters, on the sample's Chinese books (some kept, some removed)."""
+    notes = [b.strip() for b in (SAMPLE / "notes_zh.txt").read_text(encoding="utf-8").split("\n\n") if b.strip()]
+    texts = books + notes[::5]
+
+    def documents() -> list[Document]:
+        return [Document(text=t, id=str(i), metadata={"lang": "zh", "kind": "text"}) for i, t in enumerate(texts)]
+
+    ours, reference = ZhQualityFilter(ZhRulesConfig()), ZhQualityFilter(ZhRulesConfig())
+    kept = [d.id for d in ours.run(iter(documents()))]
+    kept_reference = [d.id for d in BaseFilter.run(reference, iter(documents()))]
+    assert kept == kept_reference and 0 < len(kept) < len(texts)
+    totals = {label: m.total for label, m in ours.stats.stats.items()}
+    totals_reference = {label: m.total for label, m in reference.stats.stats.items()}
+    assert totals == totals_reference
+    assert totals["total"] == len(texts) and any(label.startswith("dropped_zh_") for label in totals)
