@@ -52,6 +52,7 @@ _ELLIPSIS_RUN = re.compile(r"…+|\.{2,}|。{2,}")
 _ELLIPSIS_LINE_END = re.compile(r"(?:…|\.{3,}|。{2,})[”’」』)）\]】\"']*$")
 _PUNCTUATION = regex.compile(r"\p{P}")
 _BRACKETED = re.compile(r"【(.*?)】")
+_SIGMA = frozenset("Σσς")
 
 # MAP-CC's bullet characters, plus the hyphen Gopher counts as a bullet.
 BULLETS = ("•", "●", "○", "■", "□", "▪", "▫", "※", "·", "➢", "‣", "▶", "◀", "◦", "–", "-")
@@ -185,10 +186,18 @@ def digit_ratio(text: str) -> float:
 
 def readmore_line_ratio(text: str, suffixes: tuple[str, ...] = READMORE_SUFFIXES) -> float:
     """Share of non-empty lines ending with a "read more" marker, case-insensitively (MAP-CC: <= 0.3)."""
+    suffixes = tuple(s.lower() for s in suffixes)
+    if _SIGMA.isdisjoint("".join(suffixes)):
+        # A guard in C before the loop over lines (no suffix occurs in most texts): lowercasing a line gives the
+        # same characters as lowercasing the whole text at that place, except for the final sigma (the only
+        # context-dependent mapping of str.lower), so a suffix without a sigma that is nowhere in the lowered text
+        # ends no lowered line.
+        lowered = text.lower()
+        if not any(s in lowered for s in suffixes):
+            return 0.0
     lines = _lines(text)
     if not lines:
         return 0.0
-    suffixes = tuple(s.lower() for s in suffixes)
     return sum(1 for line in lines if line.lower().endswith(suffixes)) / len(lines)
 
 
@@ -196,6 +205,8 @@ def ellipsis_line_ratio(text: str) -> float:
     """Share of non-empty lines ending in an ellipsis (…, ……, ..., 。。。) (Gopher: <= 0.3). The per-character
     `ellipsis_ratio` misses a teaser list (every line a snippet cut off with "……") because its lines are long;
     this is the line-level rule Gopher applies, for Chinese list and portal pages."""
+    if "…" not in text and "..." not in text and "。。" not in text:  # the line end needs one: no regex per line
+        return 0.0
     lines = _lines(text)
     return sum(1 for line in lines if _ELLIPSIS_LINE_END.search(line)) / len(lines) if lines else 0.0
 
