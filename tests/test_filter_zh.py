@@ -412,24 +412,32 @@ def test_task_counted_routing_equals_datatrove_base_filter(books):
 
 def test_line_rules_with_their_guards_equal_the_loops_over_lines(books):
     """`ellipsis_line_ratio` and `readmore_line_ratio` return 0.0 without looking at lines when the text holds no
-    ellipsis or no suffix; the values are exactly (==) the loops over every line, on every Chinese sample document
+    ellipsis or no suffix, and the line rules count with C loops (`map`); the values (and the non-empty lines) are
+    exactly (==) the Python loops over every line, on every Chinese sample document
     (raw and NFKC) and on texts where the guard must not fire (suffixes in other cases, a final sigma)."""
     notes = [b.strip() for b in (SAMPLE / "notes_zh.txt").read_text(encoding="utf-8").split("\n\n") if b.strip()]
     texts = books + notes + [z.normalize(t) for t in books + notes]
     texts += ["第一段\n点击展开\n", "READ MORE\nREADMORE\n", "a……”\nb...\n", "x。。\ny。", "ΑΣ\nreadmoreΣ", ""]
 
+    def nonempty_lines(text: str) -> tuple[str, ...]:
+        return tuple(s for line in text.splitlines() if (s := line.strip()))
+
     def ellipsis_lines(text: str) -> float:
-        lines = z._lines(text)
+        lines = nonempty_lines(text)
         return sum(1 for line in lines if z._ELLIPSIS_LINE_END.search(line)) / len(lines) if lines else 0.0
 
     def readmore_lines(text: str, suffixes: tuple[str, ...]) -> float:
-        lines = z._lines(text)
+        lines = nonempty_lines(text)
         lowered = tuple(s.lower() for s in suffixes)
         return sum(1 for line in lines if line.lower().endswith(lowered)) / len(lines) if lines else 0.0
 
     measured = {"ellipsis": 0, "readmore": 0}  # texts where the loop ran and found lines (the guard did not fire)
     for text in texts:
+        assert z._lines(text) == nonempty_lines(text)
         assert z.ellipsis_line_ratio(text) == ellipsis_lines(text), text[:40]
+        lines = nonempty_lines(text)
+        bullets = sum(1 for line in lines if line.startswith(z.BULLETS)) / len(lines) if lines else 0.0
+        assert z.bullet_line_ratio(text) == bullets, text[:40]
         for suffixes in (z.READMORE_SUFFIXES, ("ReadMore", "ς")):
             assert z.readmore_line_ratio(text, suffixes) == readmore_lines(text, suffixes), text[:40]
         measured["ellipsis"] += z.ellipsis_line_ratio(text) > 0
