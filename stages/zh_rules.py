@@ -81,24 +81,31 @@ code-point table (NumPy) instead of the regex substitution: 14 against 73 µs pe
 documents (about 2,700 characters); under a few hundred characters NumPy's cost per call is larger than the regex."""
 
 
+TABLE_CODE_POINTS = 0x10000
+"""The code-point table covers the Basic Multilingual Plane (built in about 5 ms per pattern; every code point to
+U+10FFFF took 0.11 s, a twentieth of a small run's CPU time); a text with a character beyond it uses the regex."""
+
+
 @lru_cache(maxsize=2)
 def _kept_code_points(pattern: re.Pattern) -> np.ndarray:
-    """For every code point (0 to U+10FFFF, surrogates included), whether `pattern.sub("", ...)` keeps it, taken
-    from the pattern itself run once over a string of every code point (about 0.1 s), so that selecting through
-    the table is the substitution character for character (`pattern` removes runs of single characters: what it
+    """For every code point of the Basic Multilingual Plane (surrogates included), whether `pattern.sub("", ...)`
+    keeps it, taken from the pattern itself run once over a string of all of them, so that selecting through the
+    table is the substitution character for character (`pattern` removes runs of single characters: what it
     removes from a text does not depend on the neighbours)."""
-    every = "".join(map(chr, range(0x110000)))
-    kept = np.zeros(0x110000, dtype=bool)
+    every = "".join(map(chr, range(TABLE_CODE_POINTS)))
+    kept = np.zeros(TABLE_CODE_POINTS, dtype=bool)
     kept[np.frombuffer(pattern.sub("", every).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)] = True
     return kept
 
 
 def _strip(pattern: re.Pattern, text: str) -> str:
     """`pattern.sub("", text)` for a pattern that removes runs of characters of one class (`[^\\w]+`); long texts
-    through the code-point table."""
+    of the Basic Multilingual Plane through the code-point table."""
     if len(text) < KEPT_BY_TABLE_FROM:
         return pattern.sub("", text)
     codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    if codes.max() >= TABLE_CODE_POINTS:
+        return pattern.sub("", text)
     return codes[_kept_code_points(pattern)[codes]].tobytes().decode("utf-32-le", "surrogatepass")
 
 

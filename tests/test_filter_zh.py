@@ -194,13 +194,15 @@ def test_entropy_unique_chars_and_sentences_equal_their_definitions(books):
 def test_stripping_through_the_code_point_table_equals_the_regex(books):
     """`word_chars` and the punctuation strip before segmenting select long texts' characters through a table of
     every code point; the result is the regex substitution's, on every Chinese sample document (raw and NFKC),
-    both sides of the length switch, and on every code point (surrogates, unassigned, astral) in shuffled runs."""
+    both sides of the length switch, and on every code point (surrogates, unassigned; astral ones through the regex)
+    in shuffled runs."""
     notes = [b.strip() for b in (SAMPLE / "notes_zh.txt").read_text(encoding="utf-8").split("\n\n") if b.strip()]
     texts = books + notes + [z.normalize(t) for t in books + notes]
     every = "".join(map(chr, range(0x110000)))
     shuffled = list(every)
     random.Random(13).shuffle(shuffled)
-    texts += [every, "".join(shuffled), "a\u3000b_１。\t\ud800x" * 40]
+    bmp = [c for c in shuffled if ord(c) < z.TABLE_CODE_POINTS]  # the table's side: every code point it holds
+    texts += [every, "".join(shuffled), "".join(bmp), "a\u3000b_１。\t\ud800x" * 40, "𠀀" + "中文，" * 100]
     assert any(len(t) < z.KEPT_BY_TABLE_FROM for t in texts) and any(len(t) >= z.KEPT_BY_TABLE_FROM for t in texts)
     for text in texts:
         for pattern in (z._NON_WORD, z._PUNCT_KEEP_SPACE):
