@@ -6,10 +6,12 @@ from __future__ import annotations
 import gzip
 import json
 import math
+import random
 from collections import Counter
 
 import pytest
 from datatrove.data import Document
+from datatrove.pipeline.filters.base_filter import BaseFilter
 
 from stages import zh_rules as z
 from stages.filters.zh import ZhQualityFilter, ZhRulesConfig
@@ -187,6 +189,25 @@ def test_entropy_unique_chars_and_sentences_equal_their_definitions(books):
         assert z.sentence_count(text) == z.sentence_count_plain(text), text[:40]
         words = [w for w in z.segment(z._PUNCT_KEEP_SPACE.sub("", text)) if not w.isspace()]
         assert z.mean_word_length(text) == (sum(map(len, words)) / len(words) if words else 0.0), text[:40]
+
+
+def test_stripping_through_the_code_point_table_equals_the_regex(books):
+    """`word_chars` and the punctuation strip before segmenting select long texts' characters through a table of
+    every code point; the result is the regex substitution's, on every Chinese sample document (raw and NFKC),
+    both sides of the length switch, and on every code point (surrogates, unassigned; astral ones through the regex)
+    in shuffled runs."""
+    notes = [b.strip() for b in (SAMPLE / "notes_zh.txt").read_text(encoding="utf-8").split("\n\n") if b.strip()]
+    texts = books + notes + [z.normalize(t) for t in books + notes]
+    every = "".join(map(chr, range(0x110000)))
+    shuffled = list(every)
+    random.Random(13).shuffle(shuffled)
+    bmp = [c for c in shuffled if ord(c) < z.TABLE_CODE_POINTS]  # the table's side: every code point it holds
+    texts += [every, "".join(shuffled), "".join(bmp), "a\u3000b_１。\t\ud800x" * 40, "𠀀" + "中文，" * 100]
+    assert any(len(t) < z.KEPT_BY_TABLE_FROM for t in texts) and any(len(t) >= z.KEPT_BY_TABLE_FROM for t in texts)
+    for text in texts:
+        for pattern in (z._NON_WORD, z._PUNCT_KEEP_SPACE):
+            assert z._strip(pattern, text) == pattern.sub("", text), (pattern.pattern, text[:40])
+    assert z.word_chars(texts[0]) == z._NON_WORD.sub("", texts[0])
 
 
 def test_bracket_ratio(classical):
@@ -369,3 +390,59 @@ def test_scores_measure_every_rule_and_decide_as_the_early_stop(zh_filter, books
     scores, reason = zh_filter.evaluate(zh_doc(tripled))
     assert reason == "zh_dup_lines" and scores["zh_dup_lines"] == 2 / 3
     assert scores["zh_dup_5gram"] > 0.6 and scores["zh_mean_word_length"] > 1.3  # measured after the failure
+
+
+def test_task_counted_routing_equals_datatrove_base_filter(books):
+    """`TaskCountedFilter.run` (statistics summed once per task) keeps the same documents in the same order as
+    datatrove's `BaseFilter.run`, and leaves the same totals in datatrove's statistics: total, forwarded, dropped,
+    dropped per reason and the kept characters, on the sample's Chinese books (some kept, some removed)."""
+    notes = [b.strip() for b in (SAMPLE / "notes_zh.txt").read_text(encoding="utf-8").split("\n\n") if b.strip()]
+    texts = books + notes[::5]
+
+    def documents() -> list[Document]:
+        return [Document(text=t, id=str(i), metadata={"lang": "zh", "kind": "text"}) for i, t in enumerate(texts)]
+
+    ours, reference = ZhQualityFilter(ZhRulesConfig()), ZhQualityFilter(ZhRulesConfig())
+    kept = [d.id for d in ours.run(iter(documents()))]
+    kept_reference = [d.id for d in BaseFilter.run(reference, iter(documents()))]
+    assert kept == kept_reference and 0 < len(kept) < len(texts)
+    totals = {label: m.total for label, m in ours.stats.stats.items()}
+    totals_reference = {label: m.total for label, m in reference.stats.stats.items()}
+    assert totals == totals_reference
+    assert totals["total"] == len(texts) and any(label.startswith("dropped_zh_") for label in totals)
+
+
+def test_line_rules_with_their_guards_equal_the_loops_over_lines(books):
+    """`ellipsis_line_ratio` and `readmore_line_ratio` return 0.0 without looking at lines when the text holds no
+    ellipsis or no suffix, and the line rules count with C loops (`map`); the values (and the non-empty lines) are
+    exactly (==) the Python loops over every line, on every Chinese sample document
+    (raw and NFKC) and on texts where the guard must not fire (suffixes in other cases, a final sigma)."""
+    notes = [b.strip() for b in (SAMPLE / "notes_zh.txt").read_text(encoding="utf-8").split("\n\n") if b.strip()]
+    texts = books + notes + [z.normalize(t) for t in books + notes]
+    texts += ["第一段\n点击展开\n", "READ MORE\nREADMORE\n", "a……”\nb...\n", "x。。\ny。", "ΑΣ\nreadmoreΣ", ""]
+
+    def nonempty_lines(text: str) -> tuple[str, ...]:
+        return tuple(s for line in text.splitlines() if (s := line.strip()))
+
+    def ellipsis_lines(text: str) -> float:
+        lines = nonempty_lines(text)
+        return sum(1 for line in lines if z._ELLIPSIS_LINE_END.search(line)) / len(lines) if lines else 0.0
+
+    def readmore_lines(text: str, suffixes: tuple[str, ...]) -> float:
+        lines = nonempty_lines(text)
+        lowered = tuple(s.lower() for s in suffixes)
+        return sum(1 for line in lines if line.lower().endswith(lowered)) / len(lines) if lines else 0.0
+
+    measured = {"ellipsis": 0, "readmore": 0}  # texts where the loop ran and found lines (the guard did not fire)
+    for text in texts:
+        assert z._lines(text) == nonempty_lines(text)
+        assert z.ellipsis_line_ratio(text) == ellipsis_lines(text), text[:40]
+        lines = nonempty_lines(text)
+        bullets = sum(1 for line in lines if line.startswith(z.BULLETS)) / len(lines) if lines else 0.0
+        assert z.bullet_line_ratio(text) == bullets, text[:40]
+        for suffixes in (z.READMORE_SUFFIXES, ("ReadMore", "ς")):
+            assert z.readmore_line_ratio(text, suffixes) == readmore_lines(text, suffixes), text[:40]
+        measured["ellipsis"] += z.ellipsis_line_ratio(text) > 0
+        measured["readmore"] += z.readmore_line_ratio(text) > 0
+    assert all(measured.values()), measured
+    assert z.readmore_line_ratio("ΑΣ\nreadmore", ("ReadMore", "ς")) == 1.0  # "ας": the sigma suffix, no guard

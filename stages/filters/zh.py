@@ -10,11 +10,11 @@ from functools import partial
 from typing import Literal
 
 from datatrove.data import Document
-from datatrove.pipeline.filters.base_filter import BaseFilter
 from pydantic import Field, field_validator
 
 from stages import zh_rules
 from stages.base import IntKey, StrictModel
+from stages.filters.routing import TaskCountedFilter
 from stages.filters.scores import Threshold, first_failing
 
 
@@ -135,7 +135,7 @@ def zh_measures(cfg: ZhRulesConfig) -> list[tuple[Threshold, Callable[[str], flo
     return [(threshold, measure) for name, threshold, measure in rules if name not in cfg.skip]
 
 
-class ZhQualityFilter(BaseFilter):
+class ZhQualityFilter(TaskCountedFilter):
     """MAP-CC's Chinese rules on documents with lang = zh; every other document passes."""
 
     name = "🀄 MAP-CC zh rules"
@@ -144,10 +144,11 @@ class ZhQualityFilter(BaseFilter):
         super().__init__(exclusion_writer)
         self.cfg = cfg
         self._measures = None  # built in the worker: closures are rebuilt rather than pickled
+        self._thresholds = None  # the measures' thresholds, in order, built with them
 
     def __getstate__(self):
         state = self.__dict__.copy()
-        state["_measures"] = None
+        state["_measures"] = state["_thresholds"] = None
         return state
 
     @property
@@ -160,9 +161,10 @@ class ZhQualityFilter(BaseFilter):
             return None
         if self._measures is None:
             self._measures = zh_measures(self.cfg)
+            self._thresholds = [t for t, _ in self._measures]
         text = zh_rules.normalize(doc.text)
         scores = {t.field: float(measure(text)) for t, measure in self._measures}
-        return scores, first_failing(scores, [t for t, _ in self._measures])
+        return scores, first_failing(scores, self._thresholds)
 
     def filter(self, doc: Document) -> bool | tuple[bool, str]:
         result = self.evaluate(doc)
