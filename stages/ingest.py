@@ -31,8 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import zstandard
 from datatrove.data import Document, DocumentsPipeline
@@ -48,10 +50,10 @@ from warcio.archiveiterator import ArchiveIterator
 from stages.base import Phase, StageConfig, StageContext
 from stages.formats import Extracted, arxiv
 
-# The readers of PDF (pypdf, pdfminer: 1.2 s), EPUB and Wikipedia dumps, and polars (0.7 s; the id-repeat check),
-# are imported where they are used: every `pipeline` command imports this module for its config, and those imports
-# were a third of the start of `pipeline run tokenize` (`python -X importtime -c "import pipeline.cli"`, 6.8 s under
-# load 17 on the shared VM).
+# The readers of PDF (pypdf, pdfminer: 1.2 s), EPUB and Wikipedia dumps are imported where they are used: every
+# `pipeline` command imports this module for its config, and those imports were a third of the start of `pipeline
+# run tokenize` (`python -X importtime -c "import pipeline.cli"`, 6.8 s under load 17 on the shared VM). polars,
+# once imported here for the id-repeat check (0.7 s), is no longer used by ingest.
 from stages.io import TMP_DIR
 
 
@@ -263,6 +265,15 @@ def writable(doc: Document) -> int:
         return len(doc.text.encode("utf-8"))
 
 
+def _encodes(value: str) -> bool:
+    """Whether `value` encodes as UTF-8 (no lone surrogate)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Reading sources
 
@@ -457,8 +468,13 @@ class IngestReader(PipelineStep):
             self._file_index = fi
             self.stat_update("input_files")
             try:
-                for doc in self._read(src, rel):
-                    n_bytes = writable(doc)
+                if src.format == "parquet":  # the fast read, which knows each text's UTF-8 size (issue 13)
+                    sized = self._parquet(src, get_datafolder(src.base), rel, sized=True)
+                else:
+                    sized = ((doc, None) for doc in self._read(src, rel))
+                for doc, n_bytes in sized:
+                    if n_bytes is None:
+                        n_bytes = writable(doc)
                     self.docs += 1
                     self.chars += len(doc.text)
                     self.bytes += n_bytes
@@ -621,17 +637,25 @@ class IngestReader(PipelineStep):
             )
         return self._doc(src, rel, n, record[src.text_field], rid, url)
 
-    def _parquet(self, src, folder, rel):
+    def _parquet(self, src, folder, rel, sized: bool = False):
+        """The file's documents; with `sized`, (document, UTF-8 size of its text or None) pairs, from
+        `_parquet_fast` where it applies (None: the caller measures with `writable`)."""
         with folder.open(rel, "rb") as f, pq.ParquetFile(f) as pqf:
             names = pqf.schema_arrow.names
             if src.text_field in names and len(set(names)) == len(names):
-                yield from self._parquet_columns(src, rel, pqf, names)
-                return
-            n = 0  # no text column (every record goes to removed/ whole) or repeated column names: row by row
-            for batch in pqf.iter_batches(batch_size=1000):
-                for record in batch.to_pylist():
-                    n += 1
-                    yield self._record(src, rel, n, record)
+                if sized and _encodes(src.name) and _encodes(src.kind):
+                    yield from self._parquet_fast(src, rel, pqf, names)
+                    return
+                docs = self._parquet_columns(src, rel, pqf, names)
+            else:  # no text column (every record goes to removed/ whole) or repeated column names: row by row
+                docs = (
+                    self._record(src, rel, n, record)
+                    for n, record in enumerate(
+                        (r for batch in pqf.iter_batches(batch_size=1000) for r in batch.to_pylist()), start=1
+                    )
+                )
+            for doc in docs:
+                yield (doc, None) if sized else doc
 
     def _parquet_columns(self, src, rel, pqf, names):
         """_record on every row, reading only the text, id and url columns, one Python list per column: the same
@@ -648,6 +672,63 @@ class IngestReader(PipelineStep):
             for text, rid, url in zip(texts, ids, urls):
                 n += 1
                 yield self._doc(src, rel, n, text, rid, url)
+
+    def _parquet_fast(self, src, rel, pqf, names):
+        """(document, UTF-8 size of its text) for every row: `_parquet_columns`' documents, and the size `writable`
+        returns for them, without its trial encodes (issue 13). The common row (a string text, a string or null id
+        and url) is built here inline, as `_doc` builds it; its size is Arrow's byte length of the text as read when
+        normalization leaves the text as it is (the same object), else the normalized text's encode. `writable`
+        could only fail on a string that does not encode; here every string is normalize_text's output (which
+        replaces lone surrogates) or the source's name and kind, which the caller checked once. Any other row
+        (null or non-string text, a number as id, ...) goes through `_doc`, and its size through `writable`."""
+        fields = [src.text_field] + [f for f in (src.id_field, src.url_field) if f and f in names]
+        fields = list(dict.fromkeys(fields))
+        form, nfc = self.cfg.unicode_form, self.cfg.unicode_form == "NFC"
+        clean_rel = self._clean_names.get(rel)
+        if clean_rel is None:
+            clean_rel = self._clean_names[rel] = self._clean(rel)
+        name, kind, source_file = src.name, src.kind, self._current_file_clean
+        id_prefix, line_prefix = f"{name}:", f"{name}:{clean_rel}:"
+        repeats, file_index = self._repeats, self._file_index
+        needs_cleanup, is_normalized = _NEEDS_CLEANUP.search, unicodedata.is_normalized
+        n = 0
+        for batch in pqf.iter_batches(batch_size=1000, columns=fields):
+            text_column = batch.column(src.text_field)
+            nones = [None] * batch.num_rows
+            texts = text_column.to_pylist()
+            if pa.types.is_string(text_column.type) or pa.types.is_large_string(text_column.type):
+                sizes = pc.binary_length(text_column).to_pylist()
+            else:  # numbers, binary, ...: _doc names them
+                sizes = nones
+            ids = batch.column(src.id_field).to_pylist() if src.id_field and src.id_field in names else nones
+            urls = batch.column(src.url_field).to_pylist() if src.url_field and src.url_field in names else nones
+            for text, size, rid, url in zip(texts, sizes, ids, urls):
+                n += 1
+                if (
+                    size is None
+                    or (rid is not None and rid.__class__ is not str)
+                    or (url is not None and url.__class__ is not str)
+                ):
+                    yield self._doc(src, rel, n, text, rid, url), None
+                    continue
+                if needs_cleanup(text) is not None or (nfc and not is_normalized("NFC", text)):
+                    text = normalize_text(text, form)
+                    size = len(text.encode("utf-8"))
+                meta = {
+                    "source": name,
+                    "kind": kind,
+                    "url": None if url is None else normalize_text(url, form),
+                    "lang": None,
+                    "lang_score": None,
+                    "source_file": source_file,
+                    "source_line": n,
+                }
+                if not text or text.isspace():  # `not text.strip()`, without a copy of the text
+                    meta["filter_reason"] = "empty_text"
+                elif (file_index, n) in repeats:
+                    meta["filter_reason"] = "duplicate_id"
+                doc_id = id_prefix + normalize_text(rid, form) if rid else line_prefix + str(n)
+                yield Document(text=text, id=doc_id, metadata=meta), size
 
     def _warc(self, src, folder, rel):
         max_payload = int(self.cfg.max_payload_mb * 2**20)
@@ -795,27 +876,35 @@ class IdRepeats(PipelineStep):
         self.work = Path(work)
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        import polars as pl
-
         files = sorted((self.work / "ids" / f"{rank:04d}").glob("*.parquet"))
-        ids = (
-            pl.read_parquet(files)
-            if files
-            else pl.DataFrame(schema={"id": pl.String, "file_index": pl.Int64, "record": pl.Int64})
-        )
-        repeats = (
-            ids.sort("file_index", "record")
-            .filter(pl.col("id").is_duplicated() & ~pl.col("id").is_first_distinct())
-            .select("file_index", "record")
-        )
-        self.stat_update("duplicate_ids", value=len(repeats))
+        ids = pa.concat_tables([pq.read_table(f) for f in files]) if files else ID_SCHEMA.empty_table()
+        repeats = repeated_records(ids)
+        self.stat_update("duplicate_ids", value=repeats.num_rows)
         out = self.work / "repeats" / f"{rank:04d}.parquet"
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.tmp")
-        repeats.write_parquet(tmp)
+        pq.write_table(repeats, tmp)
         os.replace(tmp, out)
         if data:
             yield from data
+
+
+REPEATS_SCHEMA = pa.schema([("file_index", pa.int64()), ("record", pa.int64())])
+
+
+def repeated_records(ids: pa.Table) -> pa.Table:
+    """(file_index, record) of every row of `ids` (ID_SCHEMA) whose id occurs at an earlier (file_index, record):
+    every occurrence but the first, in that order. PyArrow and NumPy, not polars: polars' import alone was most of
+    the repeats phase's time (issue 13); tests/test_ingest_fast_paths.py checks it against the polars expression
+    it replaces (`is_duplicated() & ~is_first_distinct()` after the sort)."""
+    if ids.num_rows == 0:
+        return REPEATS_SCHEMA.empty_table()
+    ids = ids.sort_by([("file_index", "ascending"), ("record", "ascending")])
+    positions = ids.append_column("position", pa.array(np.arange(ids.num_rows, dtype=np.int64)))
+    first = positions.group_by("id", use_threads=False).aggregate([("position", "min")]).column("position_min")
+    later = np.ones(ids.num_rows, dtype=bool)
+    later[first.to_numpy()] = False
+    return ids.filter(pa.array(later)).select(REPEATS_SCHEMA.names).cast(REPEATS_SCHEMA)
 
 
 def load_repeats(repeats_dir: Path, file_indexes: set[int]) -> set[tuple[int, int]]:
@@ -823,10 +912,14 @@ def load_repeats(repeats_dir: Path, file_indexes: set[int]) -> set[tuple[int, in
     files = sorted(Path(repeats_dir).glob("*.parquet"))
     if not files or not file_indexes:
         return set()
-    import polars as pl
-
-    mine = pl.scan_parquet(files).filter(pl.col("file_index").is_in(sorted(file_indexes))).collect()
-    return set(mine.iter_rows())
+    mine: set[tuple[int, int]] = set()
+    wanted = np.array(sorted(file_indexes), dtype=np.int64)
+    for f in files:
+        table = pq.read_table(f, columns=REPEATS_SCHEMA.names)
+        file_index = table.column("file_index").to_numpy()
+        keep = np.isin(file_index, wanted)
+        mine.update(zip(file_index[keep].tolist(), table.column("record").to_numpy()[keep].tolist()))
+    return mine
 
 
 class IdDuplicatesRedo(PipelineStep):
