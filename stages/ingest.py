@@ -866,27 +866,35 @@ class IdRecorder:
 
 
 class IdRepeats(PipelineStep):
-    """The repeats phase: one task per id bucket (see above)."""
+    """The repeats phase (see above): task `rank` of `world_size` handles buckets rank, rank + world_size, ...,
+    one after the other, so a process still holds one bucket of ids at a time. Fewer tasks than buckets (the
+    stage's task count when it is smaller) save datatrove's per-task setup (its log handlers, about 10 ms of CPU
+    each on the shared VM), which with one bucket per task cost more than the buckets' work on small inputs."""
 
     name = "id repeats"
     type = "🔑 - IDS"
 
-    def __init__(self, work: Path):
+    def __init__(self, work: Path, buckets: int | None = None):
         super().__init__()
         self.work = Path(work)
+        self.buckets = buckets  # None: one task per bucket
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        files = sorted((self.work / "ids" / f"{rank:04d}").glob("*.parquet"))
+        for bucket in range(rank, self.buckets or world_size, world_size):
+            self._bucket(bucket)
+        if data:
+            yield from data
+
+    def _bucket(self, bucket: int) -> None:
+        files = sorted((self.work / "ids" / f"{bucket:04d}").glob("*.parquet"))
         ids = pa.concat_tables([pq.read_table(f) for f in files]) if files else ID_SCHEMA.empty_table()
         repeats = repeated_records(ids)
         self.stat_update("duplicate_ids", value=repeats.num_rows)
-        out = self.work / "repeats" / f"{rank:04d}.parquet"
+        out = self.work / "repeats" / f"{bucket:04d}.parquet"
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp = out.with_name(f".{out.name}.tmp")
         pq.write_table(repeats, tmp)
         os.replace(tmp, out)
-        if data:
-            yield from data
 
 
 REPEATS_SCHEMA = pa.schema([("file_index", pa.int64()), ("record", pa.int64())])
@@ -1018,6 +1026,6 @@ def build(ctx: StageContext) -> list[Phase]:
     again = main_phase(again_reader)
     return [
         main,
-        Phase("repeats", [IdRepeats(work)], stage_cfg.id_buckets),
+        Phase("repeats", [IdRepeats(work, stage_cfg.id_buckets)], min(stage_cfg.id_buckets, ctx.tasks)),
         Phase("duplicates", [IdDuplicatesRedo(again_reader, again.steps)], ctx.tasks, kept_schema=again.kept_schema),
     ]
