@@ -96,6 +96,37 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")
 _NEEDS_CLEANUP = re.compile(r"[\ufeff\r\x1b\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
+def cleanup_rows(column: pa.Array) -> np.ndarray:
+    """For each string of an Arrow string column, whether it holds a character `_NEEDS_CLEANUP` matches, read off
+    its UTF-8 bytes in a few NumPy passes (issue 13: 1.5x faster than the regex over each Python string). In valid
+    UTF-8, which Arrow's strings are, those characters are the bytes below 0x20 but tab and newline, 0x7F, C2 80-9F
+    (U+0080-U+009F) and EF BB BF (U+FEFF); a byte below 0x80 is never inside a longer sequence, a lead byte's
+    sequence never crosses into the next string, and lone surrogates cannot be encoded."""
+    flags = np.zeros(len(column), dtype=bool)
+    _, offsets_buffer, data = column.buffers()
+    if data is None or len(column) == 0:
+        return flags
+    offset_type = np.int64 if pa.types.is_large_string(column.type) else np.int32
+    offsets = np.frombuffer(offsets_buffer, dtype=offset_type)[column.offset : column.offset + len(column) + 1]
+    start, end = int(offsets[0]), int(offsets[-1])
+    b = np.frombuffer(data, dtype=np.uint8)[:end]
+    low = np.flatnonzero(b[start:] < 0x20) + start
+    low_bytes = b[low]
+    c2 = np.flatnonzero(b[start : end - 1] == 0xC2) + start
+    ef = np.flatnonzero(b[start : end - 2] == 0xEF) + start
+    found = np.concatenate(
+        [
+            low[(low_bytes != 0x09) & (low_bytes != 0x0A)],
+            np.flatnonzero(b[start:] == 0x7F) + start,
+            c2[b[c2 + 1] < 0xA0],
+            ef[(b[ef + 1] == 0xBB) & (b[ef + 2] == 0xBF)],
+        ]
+    )
+    if len(found):
+        flags[np.searchsorted(offsets, found, side="right") - 1] = True
+    return flags
+
+
 def normalize_text(text: str, unicode_form: str = "NFC") -> str:
     """Safe, lossless-in-spirit cleanup: ANSI escapes, NUL and other control characters (tab and newline stay),
     lone surrogates (replaced by U+FFFD), a leading BOM, CRLF/CR line endings, and Unicode NFC.
@@ -677,10 +708,11 @@ class IngestReader(PipelineStep):
         """(document, UTF-8 size of its text) for every row: `_parquet_columns`' documents, and the size `writable`
         returns for them, without its trial encodes (issue 13). The common row (a string text, a string or null id
         and url) is built here inline, as `_doc` builds it; its size is Arrow's byte length of the text as read when
-        normalization leaves the text as it is (the same object), else the normalized text's encode. `writable`
-        could only fail on a string that does not encode; here every string is normalize_text's output (which
-        replaces lone surrogates) or the source's name and kind, which the caller checked once. Any other row
-        (null or non-string text, a number as id, ...) goes through `_doc`, and its size through `writable`."""
+        normalization leaves the text as it is (the same object), else the normalized text's encode; whether a text
+        needs normalize_text's cleanup comes from its bytes (`cleanup_rows`). `writable` could only fail on a string
+        that does not encode; here every string is normalize_text's output (which replaces lone surrogates) or the
+        source's name and kind, which the caller checked once. Any other row (null or non-string text, a number as
+        id, ...) goes through `_doc`, and its size through `writable`."""
         fields = [src.text_field] + [f for f in (src.id_field, src.url_field) if f and f in names]
         fields = list(dict.fromkeys(fields))
         form, nfc = self.cfg.unicode_form, self.cfg.unicode_form == "NFC"
@@ -690,7 +722,7 @@ class IngestReader(PipelineStep):
         name, kind, source_file = src.name, src.kind, self._current_file_clean
         id_prefix, line_prefix = f"{name}:", f"{name}:{clean_rel}:"
         repeats, file_index = self._repeats, self._file_index
-        needs_cleanup, is_normalized = _NEEDS_CLEANUP.search, unicodedata.is_normalized
+        is_normalized = unicodedata.is_normalized
         n = 0
         for batch in pqf.iter_batches(batch_size=1000, columns=fields):
             text_column = batch.column(src.text_field)
@@ -698,11 +730,12 @@ class IngestReader(PipelineStep):
             texts = text_column.to_pylist()
             if pa.types.is_string(text_column.type) or pa.types.is_large_string(text_column.type):
                 sizes = pc.binary_length(text_column).to_pylist()
+                unclean = cleanup_rows(text_column).tolist()
             else:  # numbers, binary, ...: _doc names them
-                sizes = nones
+                sizes = unclean = nones
             ids = batch.column(src.id_field).to_pylist() if src.id_field and src.id_field in names else nones
             urls = batch.column(src.url_field).to_pylist() if src.url_field and src.url_field in names else nones
-            for text, size, rid, url in zip(texts, sizes, ids, urls):
+            for text, size, dirty, rid, url in zip(texts, sizes, unclean, ids, urls):
                 n += 1
                 if (
                     size is None
@@ -711,7 +744,7 @@ class IngestReader(PipelineStep):
                 ):
                     yield self._doc(src, rel, n, text, rid, url), None
                     continue
-                if needs_cleanup(text) is not None or (nfc and not is_normalized("NFC", text)):
+                if dirty or (nfc and not is_normalized("NFC", text)):  # dirty: needs_cleanup(text) is not None
                     text = normalize_text(text, form)
                     size = len(text.encode("utf-8"))
                 meta = {

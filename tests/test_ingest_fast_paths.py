@@ -18,11 +18,13 @@ from datatrove.pipeline.writers.disk_base import DiskWriter
 from datatrove.pipeline.writers.parquet import ParquetWriter
 
 from stages.ingest import (
+    _NEEDS_CLEANUP,
     ID_SCHEMA,
     IngestConfig,
     IngestReader,
     SourceSpec,
     _normalize_text_full,
+    cleanup_rows,
     normalize_text,
     repeated_records,
     writable,
@@ -335,3 +337,40 @@ def test_repeated_records_equal_the_polars_definition():
         ours, reference = repeated_records(table), polars_repeats(table)
         assert ours.to_pylist() == reference.to_pylist()
     assert repeated_records(pa.table(list(zip(*shuffled)), schema=ID_SCHEMA)).num_rows > 1000
+
+
+def test_shard_writer_counts_the_bytes_of_each_documents_text(tmp_path):
+    """`bytes`, added per batch from the Arrow text column, equals the per-document UTF-8 sizes of the row path,
+    also where a document's metadata replaces the written text (its own text's size is counted)."""
+    docs = sample_documents() * 3
+    for i in (2, 1500):
+        docs[i] = Document(text=docs[i].text, id=docs[i].id, metadata={**docs[i].metadata, "text": "另一段文字"})
+    counts = []
+    for name, cls in (("fast", KeptWriter), ("rows", DatatroveRowsWriter)):
+        writer = cls(tmp_path / name, BASE_SCHEMA, max_file_size=2_000_000)
+        for _ in writer.run((Document(text=d.text, id=d.id, metadata=dict(d.metadata)) for d in docs), rank=0):
+            pass
+        counts.append((writer.docs, writer.chars, writer.bytes))
+    assert counts[0] == counts[1]
+    assert counts[0][2] == sum(len(d.text.encode("utf-8")) for d in docs) > counts[0][1]
+
+
+@pytest.mark.parametrize("large", [False, True])
+def test_cleanup_rows_flag_what_the_regex_finds(sample_texts, large):
+    """`cleanup_rows` (bytes) flags exactly the strings `_NEEDS_CLEANUP` (characters) finds something in: every
+    character of the class at the start, middle and end of real texts, near neighbours that must not be flagged
+    (tab, newline, U+00A0, U+00B7, U+FEFE, other EF-led punctuation), nulls, and sliced arrays."""
+    in_class = [chr(c) for c in [*range(0x00, 0x09), 0x0B, 0x0C, 0x0D, *range(0x0E, 0x20), *range(0x7F, 0xA0), 0xFEFF]]
+    neighbours = ["\t", "\n", " ", "\u00a0", "\u00b7", "\u00bf", "\ufefe", "\uff0c", "\ufffd", "\u3000", "~"]
+    base = sample_texts[:40]
+    texts = list(sample_texts) + [None, ""]
+    for i, ch in enumerate(in_class + neighbours):
+        text = base[i % len(base)]
+        texts += [ch + text, text[:50] + ch + text[50:], text + ch, ch]
+    column = pa.array(texts, type=pa.large_string() if large else pa.string())
+    expected = [t is not None and _NEEDS_CLEANUP.search(t) is not None for t in texts]
+    assert cleanup_rows(column).tolist() == expected
+    assert sum(expected) >= 4 * len(in_class) and not all(expected)
+    for start, stop in ((1, 7), (len(sample_texts) - 3, len(texts)), (len(texts) - 5, len(texts))):
+        assert cleanup_rows(column.slice(start, stop - start)).tolist() == expected[start:stop]
+    assert cleanup_rows(pa.array([], pa.string())).tolist() == []
