@@ -14,6 +14,7 @@ separate process, so its peak RSS and CPU seconds are its own), `--repeats` roun
 of an input runs in turn (the machine is shared: interleaved, then medians). The reference rows run datatrove's
 own `JsonlReader`/`ParquetReader`/`WarcReader (+ Trafilatura)` -> `ParquetWriter` on the same files in the same
 run; JSONL and Parquet run ours twice, with and without `id_field` (the unique-id check reads the input twice).
+`--base <checkout>` adds the same runs of another checkout's code (the merge base, say) to every round.
 The ratio column is the reference's CPU seconds over ours (above 1: ours is faster), process start included.
 
 The document formats (wikipedia, arxiv, pdf, epub; `--doc-sizes`, default 1 and 4 copies of the sample's file of
@@ -181,8 +182,8 @@ def extraction_rates(repeats: int) -> list[str]:
     return lines
 
 
-def measure(cmd: list[str]) -> dict:
-    r = subprocess.run([sys.executable, "-c", MEASURE, *cmd], capture_output=True, text=True)
+def measure(cmd: list[str], cwd: Path | None = None) -> dict:
+    r = subprocess.run([sys.executable, "-c", MEASURE, *cmd], capture_output=True, text=True, cwd=cwd)
     if r.returncode:
         raise SystemExit(f"benchmark command failed: {' '.join(cmd)}\n{r.stderr}")
     return json.loads(r.stdout)
@@ -201,6 +202,12 @@ def main() -> None:
     ap.add_argument("--corpus", type=Path, help="also a scale corpus's jsonl/ and parquet/ (bench/make_corpus.py)")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--extraction", action="store_true", help="also time the document formats' extraction alone")
+    ap.add_argument(
+        "--base",
+        type=Path,
+        help="also run another checkout's code (e.g. `git worktree add /tmp/base <commit>`) in the same rounds, as "
+        "'base ingest' rows: `python -m pipeline` started in that folder imports its stages and pipeline",
+    )
     args = ap.parse_args()
 
     rows = []
@@ -224,19 +231,22 @@ def main() -> None:
             impls = ["mapcc ingest"]
             if fmt in RECORD_FORMATS:
                 impls = ["mapcc ingest, id_field", "mapcc ingest, no id_field"]
+            if args.base:
+                impls += [impl.replace("mapcc", "base") for impl in impls]
             if fmt in STOCK_READER:
                 impls.append("datatrove stock")
             runs: dict[str, list[dict]] = {impl: [] for impl in impls}
             for r in range(args.repeats):  # interleaved: every implementation once per round
                 for i, impl in enumerate(impls):
                     work = tmp / f"w_{i}_{r}"
-                    if impl.startswith("mapcc"):
+                    ours = impl.startswith(("mapcc", "base"))
+                    if ours:
                         cfg = config_for(folder, fmt, work, text_field, id_field="no id_field" not in impl)
                         cmd = [sys.executable, "-m", "pipeline", "run", "ingest", "--config", str(cfg)]
                     else:
                         cmd = [sys.executable, "-c", DATATROVE_REF, fmt, str(folder), str(work), text_field]
-                    runs[impl].append(measure(cmd))
-                    if impl.startswith("mapcc"):
+                    runs[impl].append(measure(cmd, cwd=args.base if impl.startswith("base") else REPO))
+                    if ours:
                         stats = json.loads((work / "ingest" / "stats.json").read_text())
                         docs, text_bytes = stats["docs_in"], stats["bytes_in"]
                     shutil.rmtree(work, ignore_errors=True)

@@ -31,8 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import zstandard
 from datatrove.data import Document, DocumentsPipeline
@@ -48,10 +50,10 @@ from warcio.archiveiterator import ArchiveIterator
 from stages.base import Phase, StageConfig, StageContext
 from stages.formats import Extracted, arxiv
 
-# The readers of PDF (pypdf, pdfminer: 1.2 s), EPUB and Wikipedia dumps, and polars (0.7 s; the id-repeat check),
-# are imported where they are used: every `pipeline` command imports this module for its config, and those imports
-# were a third of the start of `pipeline run tokenize` (`python -X importtime -c "import pipeline.cli"`, 6.8 s under
-# load 17 on the shared VM).
+# The readers of PDF (pypdf, pdfminer: 1.2 s), EPUB and Wikipedia dumps are imported where they are used: every
+# `pipeline` command imports this module for its config, and those imports were a third of the start of `pipeline
+# run tokenize` (`python -X importtime -c "import pipeline.cli"`, 6.8 s under load 17 on the shared VM). polars,
+# once imported here for the id-repeat check (0.7 s), is no longer used by ingest.
 from stages.io import TMP_DIR
 
 
@@ -92,6 +94,37 @@ _SURROGATE = re.compile(r"[\ud800-\udfff]")
 # Any character that one of normalize_text's cleanups could change: a BOM, CR, ESC, the control characters and
 # surrogates. A text with none of them only needs its Unicode form checked.
 _NEEDS_CLEANUP = re.compile(r"[\ufeff\r\x1b\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
+def cleanup_rows(column: pa.Array) -> np.ndarray:
+    """For each string of an Arrow string column, whether it holds a character `_NEEDS_CLEANUP` matches, read off
+    its UTF-8 bytes in a few NumPy passes (issue 13: 1.5x faster than the regex over each Python string). In valid
+    UTF-8, which Arrow's strings are, those characters are the bytes below 0x20 but tab and newline, 0x7F, C2 80-9F
+    (U+0080-U+009F) and EF BB BF (U+FEFF); a byte below 0x80 is never inside a longer sequence, a lead byte's
+    sequence never crosses into the next string, and lone surrogates cannot be encoded."""
+    flags = np.zeros(len(column), dtype=bool)
+    _, offsets_buffer, data = column.buffers()
+    if data is None or len(column) == 0:
+        return flags
+    offset_type = np.int64 if pa.types.is_large_string(column.type) else np.int32
+    offsets = np.frombuffer(offsets_buffer, dtype=offset_type)[column.offset : column.offset + len(column) + 1]
+    start, end = int(offsets[0]), int(offsets[-1])
+    b = np.frombuffer(data, dtype=np.uint8)[:end]
+    low = np.flatnonzero(b[start:] < 0x20) + start
+    low_bytes = b[low]
+    c2 = np.flatnonzero(b[start : end - 1] == 0xC2) + start
+    ef = np.flatnonzero(b[start : end - 2] == 0xEF) + start
+    found = np.concatenate(
+        [
+            low[(low_bytes != 0x09) & (low_bytes != 0x0A)],
+            np.flatnonzero(b[start:] == 0x7F) + start,
+            c2[b[c2 + 1] < 0xA0],
+            ef[(b[ef + 1] == 0xBB) & (b[ef + 2] == 0xBF)],
+        ]
+    )
+    if len(found):
+        flags[np.searchsorted(offsets, found, side="right") - 1] = True
+    return flags
 
 
 def normalize_text(text: str, unicode_form: str = "NFC") -> str:
@@ -261,6 +294,15 @@ def writable(doc: Document) -> int:
         doc.metadata = {k: escaped(v) for k, v in doc.metadata.items()}
         doc.metadata["filter_reason"] = "unwritable_record"
         return len(doc.text.encode("utf-8"))
+
+
+def _encodes(value: str) -> bool:
+    """Whether `value` encodes as UTF-8 (no lone surrogate)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -457,8 +499,13 @@ class IngestReader(PipelineStep):
             self._file_index = fi
             self.stat_update("input_files")
             try:
-                for doc in self._read(src, rel):
-                    n_bytes = writable(doc)
+                if src.format == "parquet":  # the fast read, which knows each text's UTF-8 size (issue 13)
+                    sized = self._parquet(src, get_datafolder(src.base), rel, sized=True)
+                else:
+                    sized = ((doc, None) for doc in self._read(src, rel))
+                for doc, n_bytes in sized:
+                    if n_bytes is None:
+                        n_bytes = writable(doc)
                     self.docs += 1
                     self.chars += len(doc.text)
                     self.bytes += n_bytes
@@ -621,17 +668,25 @@ class IngestReader(PipelineStep):
             )
         return self._doc(src, rel, n, record[src.text_field], rid, url)
 
-    def _parquet(self, src, folder, rel):
+    def _parquet(self, src, folder, rel, sized: bool = False):
+        """The file's documents; with `sized`, (document, UTF-8 size of its text or None) pairs, from
+        `_parquet_fast` where it applies (None: the caller measures with `writable`)."""
         with folder.open(rel, "rb") as f, pq.ParquetFile(f) as pqf:
             names = pqf.schema_arrow.names
             if src.text_field in names and len(set(names)) == len(names):
-                yield from self._parquet_columns(src, rel, pqf, names)
-                return
-            n = 0  # no text column (every record goes to removed/ whole) or repeated column names: row by row
-            for batch in pqf.iter_batches(batch_size=1000):
-                for record in batch.to_pylist():
-                    n += 1
-                    yield self._record(src, rel, n, record)
+                if sized and _encodes(src.name) and _encodes(src.kind):
+                    yield from self._parquet_fast(src, rel, pqf, names)
+                    return
+                docs = self._parquet_columns(src, rel, pqf, names)
+            else:  # no text column (every record goes to removed/ whole) or repeated column names: row by row
+                docs = (
+                    self._record(src, rel, n, record)
+                    for n, record in enumerate(
+                        (r for batch in pqf.iter_batches(batch_size=1000) for r in batch.to_pylist()), start=1
+                    )
+                )
+            for doc in docs:
+                yield (doc, None) if sized else doc
 
     def _parquet_columns(self, src, rel, pqf, names):
         """_record on every row, reading only the text, id and url columns, one Python list per column: the same
@@ -648,6 +703,65 @@ class IngestReader(PipelineStep):
             for text, rid, url in zip(texts, ids, urls):
                 n += 1
                 yield self._doc(src, rel, n, text, rid, url)
+
+    def _parquet_fast(self, src, rel, pqf, names):
+        """(document, UTF-8 size of its text) for every row: `_parquet_columns`' documents, and the size `writable`
+        returns for them, without its trial encodes (issue 13). The common row (a string text, a string or null id
+        and url) is built here inline, as `_doc` builds it; its size is Arrow's byte length of the text as read when
+        normalization leaves the text as it is (the same object), else the normalized text's encode; whether a text
+        needs normalize_text's cleanup comes from its bytes (`cleanup_rows`). `writable` could only fail on a string
+        that does not encode; here every string is normalize_text's output (which replaces lone surrogates) or the
+        source's name and kind, which the caller checked once. Any other row (null or non-string text, a number as
+        id, ...) goes through `_doc`, and its size through `writable`."""
+        fields = [src.text_field] + [f for f in (src.id_field, src.url_field) if f and f in names]
+        fields = list(dict.fromkeys(fields))
+        form, nfc = self.cfg.unicode_form, self.cfg.unicode_form == "NFC"
+        clean_rel = self._clean_names.get(rel)
+        if clean_rel is None:
+            clean_rel = self._clean_names[rel] = self._clean(rel)
+        name, kind, source_file = src.name, src.kind, self._current_file_clean
+        id_prefix, line_prefix = f"{name}:", f"{name}:{clean_rel}:"
+        repeats, file_index = self._repeats, self._file_index
+        is_normalized = unicodedata.is_normalized
+        n = 0
+        for batch in pqf.iter_batches(batch_size=1000, columns=fields):
+            text_column = batch.column(src.text_field)
+            nones = [None] * batch.num_rows
+            texts = text_column.to_pylist()
+            if pa.types.is_string(text_column.type) or pa.types.is_large_string(text_column.type):
+                sizes = pc.binary_length(text_column).to_pylist()
+                unclean = cleanup_rows(text_column).tolist()
+            else:  # numbers, binary, ...: _doc names them
+                sizes = unclean = nones
+            ids = batch.column(src.id_field).to_pylist() if src.id_field and src.id_field in names else nones
+            urls = batch.column(src.url_field).to_pylist() if src.url_field and src.url_field in names else nones
+            for text, size, dirty, rid, url in zip(texts, sizes, unclean, ids, urls):
+                n += 1
+                if (
+                    size is None
+                    or (rid is not None and rid.__class__ is not str)
+                    or (url is not None and url.__class__ is not str)
+                ):
+                    yield self._doc(src, rel, n, text, rid, url), None
+                    continue
+                if dirty or (nfc and not is_normalized("NFC", text)):  # dirty: needs_cleanup(text) is not None
+                    text = normalize_text(text, form)
+                    size = len(text.encode("utf-8"))
+                meta = {
+                    "source": name,
+                    "kind": kind,
+                    "url": None if url is None else normalize_text(url, form),
+                    "lang": None,
+                    "lang_score": None,
+                    "source_file": source_file,
+                    "source_line": n,
+                }
+                if not text or text.isspace():  # `not text.strip()`, without a copy of the text
+                    meta["filter_reason"] = "empty_text"
+                elif (file_index, n) in repeats:
+                    meta["filter_reason"] = "duplicate_id"
+                doc_id = id_prefix + normalize_text(rid, form) if rid else line_prefix + str(n)
+                yield Document(text=text, id=doc_id, metadata=meta), size
 
     def _warc(self, src, folder, rel):
         max_payload = int(self.cfg.max_payload_mb * 2**20)
@@ -785,37 +899,53 @@ class IdRecorder:
 
 
 class IdRepeats(PipelineStep):
-    """The repeats phase: one task per id bucket (see above)."""
+    """The repeats phase (see above): task `rank` of `world_size` handles buckets rank, rank + world_size, ...,
+    one after the other, so a process still holds one bucket of ids at a time. Fewer tasks than buckets (the
+    stage's task count when it is smaller) save datatrove's per-task setup (its log handlers, about 10 ms of CPU
+    each on the shared VM), which with one bucket per task cost more than the buckets' work on small inputs."""
 
     name = "id repeats"
     type = "🔑 - IDS"
 
-    def __init__(self, work: Path):
+    def __init__(self, work: Path, buckets: int | None = None):
         super().__init__()
         self.work = Path(work)
+        self.buckets = buckets  # None: one task per bucket
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
-        import polars as pl
-
-        files = sorted((self.work / "ids" / f"{rank:04d}").glob("*.parquet"))
-        ids = (
-            pl.read_parquet(files)
-            if files
-            else pl.DataFrame(schema={"id": pl.String, "file_index": pl.Int64, "record": pl.Int64})
-        )
-        repeats = (
-            ids.sort("file_index", "record")
-            .filter(pl.col("id").is_duplicated() & ~pl.col("id").is_first_distinct())
-            .select("file_index", "record")
-        )
-        self.stat_update("duplicate_ids", value=len(repeats))
-        out = self.work / "repeats" / f"{rank:04d}.parquet"
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.tmp")
-        repeats.write_parquet(tmp)
-        os.replace(tmp, out)
+        for bucket in range(rank, self.buckets or world_size, world_size):
+            self._bucket(bucket)
         if data:
             yield from data
+
+    def _bucket(self, bucket: int) -> None:
+        files = sorted((self.work / "ids" / f"{bucket:04d}").glob("*.parquet"))
+        ids = pa.concat_tables([pq.read_table(f) for f in files]) if files else ID_SCHEMA.empty_table()
+        repeats = repeated_records(ids)
+        self.stat_update("duplicate_ids", value=repeats.num_rows)
+        out = self.work / "repeats" / f"{bucket:04d}.parquet"
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.tmp")
+        pq.write_table(repeats, tmp)
+        os.replace(tmp, out)
+
+
+REPEATS_SCHEMA = pa.schema([("file_index", pa.int64()), ("record", pa.int64())])
+
+
+def repeated_records(ids: pa.Table) -> pa.Table:
+    """(file_index, record) of every row of `ids` (ID_SCHEMA) whose id occurs at an earlier (file_index, record):
+    every occurrence but the first, in that order. PyArrow and NumPy, not polars: polars' import alone was most of
+    the repeats phase's time (issue 13); tests/test_ingest_fast_paths.py checks it against the polars expression
+    it replaces (`is_duplicated() & ~is_first_distinct()` after the sort)."""
+    if ids.num_rows == 0:
+        return REPEATS_SCHEMA.empty_table()
+    ids = ids.sort_by([("file_index", "ascending"), ("record", "ascending")])
+    positions = ids.append_column("position", pa.array(np.arange(ids.num_rows, dtype=np.int64)))
+    first = positions.group_by("id", use_threads=False).aggregate([("position", "min")]).column("position_min")
+    later = np.ones(ids.num_rows, dtype=bool)
+    later[first.to_numpy()] = False
+    return ids.filter(pa.array(later)).select(REPEATS_SCHEMA.names).cast(REPEATS_SCHEMA)
 
 
 def load_repeats(repeats_dir: Path, file_indexes: set[int]) -> set[tuple[int, int]]:
@@ -823,10 +953,14 @@ def load_repeats(repeats_dir: Path, file_indexes: set[int]) -> set[tuple[int, in
     files = sorted(Path(repeats_dir).glob("*.parquet"))
     if not files or not file_indexes:
         return set()
-    import polars as pl
-
-    mine = pl.scan_parquet(files).filter(pl.col("file_index").is_in(sorted(file_indexes))).collect()
-    return set(mine.iter_rows())
+    mine: set[tuple[int, int]] = set()
+    wanted = np.array(sorted(file_indexes), dtype=np.int64)
+    for f in files:
+        table = pq.read_table(f, columns=REPEATS_SCHEMA.names)
+        file_index = table.column("file_index").to_numpy()
+        keep = np.isin(file_index, wanted)
+        mine.update(zip(file_index[keep].tolist(), table.column("record").to_numpy()[keep].tolist()))
+    return mine
 
 
 class IdDuplicatesRedo(PipelineStep):
@@ -925,6 +1059,6 @@ def build(ctx: StageContext) -> list[Phase]:
     again = main_phase(again_reader)
     return [
         main,
-        Phase("repeats", [IdRepeats(work)], stage_cfg.id_buckets),
+        Phase("repeats", [IdRepeats(work, stage_cfg.id_buckets)], min(stage_cfg.id_buckets, ctx.tasks)),
         Phase("duplicates", [IdDuplicatesRedo(again_reader, again.steps)], ctx.tasks, kept_schema=again.kept_schema),
     ]

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
@@ -108,6 +109,13 @@ class _AtomicParquetWriter(ParquetWriter):
     added up and recorded once when the writer closes. Batches of `batch_size` rows and shard rotation at
     `max_file_size` are datatrove's, so shards hold the same rows in the same row groups."""
 
+    def __new__(cls, *args, **kwargs):
+        # datatrove's PipelineStep.__new__ checks ParquetWriter's `_requires_dependencies` (pyarrow) by reading the
+        # metadata of every installed distribution: 0.04 CPU-s per process on the shared VM (issue 13). This module
+        # imports pyarrow at its top, so the check cannot fail here; what PipelineStep.__new__ returns after it is
+        # object.__new__(cls).
+        return object.__new__(cls)
+
     def __init__(self, folder: Path, schema: pa.Schema, filename: str, max_file_size: int = DEFAULT_MAX_SHARD_BYTES):
         super().__init__(
             str(folder),
@@ -150,7 +158,8 @@ class _AtomicParquetWriter(ParquetWriter):
         text = document.text
         self.docs += 1
         self.chars += len(text)
-        self.bytes += len(text.encode("utf-8", "surrogatepass"))
+        # `bytes` (each document's text in UTF-8) is added per batch from the Arrow text column's lengths, which
+        # hold the same numbers (a text Arrow refuses stops the writer either way): no encode per document
         names = self._names.get(rank)
         if names is None:
             names = self._names[rank] = (
@@ -185,11 +194,15 @@ class _AtomicParquetWriter(ParquetWriter):
             self._size_check_due.add(output_filename)  # the writer may have written the file's header
         batch = self._batches.get(output_filename)
         if batch is None:
-            batch = self._batches[output_filename] = ([], [], [])
-        ids, texts, metadatas = batch
+            batch = self._batches[output_filename] = ([], [], [], [])
+        ids, texts, metadatas, replaced_texts = batch
         # the row dict is {"id": ..., "text": ..., **metadata}: a metadata "id" or "text" would win
         ids.append(metadata["id"] if "id" in metadata else document.id)
-        texts.append(metadata["text"] if "text" in metadata else text)
+        if "text" in metadata:  # the column holds another text: this row's size is the document's, counted here
+            replaced_texts.append((len(texts), len(text.encode("utf-8", "surrogatepass"))))
+            texts.append(metadata["text"])
+        else:
+            texts.append(text)
         metadatas.append(metadata.copy())  # shallow, taken now, as the row dict was
         if len(ids) == self.batch_size:
             self._write_batch(output_filename)
@@ -200,12 +213,18 @@ class _AtomicParquetWriter(ParquetWriter):
         batch = self._batches.pop(filename, None)
         if not batch or not batch[0]:
             return
-        ids, texts, metadatas = batch
+        ids, texts, metadatas, replaced_texts = batch
         columns = [
             ids if name == "id" else texts if name == "text" else [m.get(name) for m in metadatas]
             for name in self.schema.names
         ]
-        self._writers[filename].write_batch(pa.RecordBatch.from_arrays(columns, schema=self.schema))
+        record_batch = pa.RecordBatch.from_arrays(columns, schema=self.schema)
+        sizes = pc.binary_length(record_batch.column("text"))
+        n_bytes = pc.sum(sizes).as_py() or 0
+        for row, document_bytes in replaced_texts:
+            n_bytes += document_bytes - (sizes[row].as_py() or 0)
+        self.bytes += n_bytes
+        self._writers[filename].write_batch(record_batch)
         self._size_check_due.add(filename)
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:

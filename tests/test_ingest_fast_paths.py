@@ -7,19 +7,27 @@ import gzip
 import json
 from pathlib import Path
 
+import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from datatrove.data import Document
+from datatrove.io import get_datafolder
 from datatrove.pipeline.writers.disk_base import DiskWriter
 from datatrove.pipeline.writers.parquet import ParquetWriter
 
 from stages.ingest import (
+    _NEEDS_CLEANUP,
+    ID_SCHEMA,
     IngestConfig,
     IngestReader,
     SourceSpec,
     _normalize_text_full,
+    cleanup_rows,
     normalize_text,
+    repeated_records,
+    writable,
 )
 from stages.io import BASE_SCHEMA, REMOVED_COLUMNS, KeptWriter, RemovedWriter, merge_schema
 from tests.conftest import SAMPLE
@@ -167,9 +175,11 @@ def test_shard_writer_refuses_an_undeclared_column(tmp_path):
         writer.write(doc)
 
 
-def parquet_reader(path: Path, text_field: str, id_field: str | None, url_field: str | None) -> IngestReader:
+def parquet_reader(
+    path: Path, text_field: str, id_field: str | None, url_field: str | None, name: str = "p", form: str = "NFC"
+) -> IngestReader:
     spec = SourceSpec(
-        name="p",
+        name=name,
         base=str(path.parent),
         files=[path.name],
         pattern=None,
@@ -180,7 +190,7 @@ def parquet_reader(path: Path, text_field: str, id_field: str | None, url_field:
         kind="text",
         text_mode="file",
     )
-    return IngestReader([spec], IngestConfig())
+    return IngestReader([spec], IngestConfig(unicode_form=form))
 
 
 def as_rows(docs) -> list[tuple]:
@@ -229,3 +239,138 @@ def test_parquet_without_the_text_column_still_goes_to_removed_whole(tmp_path):
         "doc_id": "a",
         "body": "正文",
     }
+
+
+def edge_parquet(tmp_path: Path) -> tuple[Path, ...]:
+    """The sample's English articles and Chinese books with the rows each shortcut of `_parquet_fast` hands back to
+    `_doc`: null, empty, blank and unclean texts (controls, CR, BOM, lone surrogates via JSON are not possible in
+    Parquet), NFC-changing texts, null, empty and unclean ids and urls; and a file whose id and url are numbers."""
+    articles = pq.read_table(SAMPLE / "articles_en.parquet").column("text").to_pylist()
+    with gzip.open(SAMPLE / "books_zh.jsonl.gz", "rt", encoding="utf-8") as f:
+        books = [json.loads(line)["content"] for line in f]
+    edges = [t for t in EDGE_TEXTS if "\ud800" not in t] + [None, "\u3000\n\t", "\u00a0"]
+    texts = articles[:1200] + books + edges + [b + e for b in books[:30] for e in edges if e is not None]
+    n = len(texts)
+    table = pa.table(
+        {
+            "doc_id": [
+                None if i % 13 == 0 else "" if i % 17 == 0 else f"d{i}\r\ne\u0301" if i % 19 == 0 else f"d{i}"
+                for i in range(n)
+            ],
+            "text": texts,
+            "url": [
+                f"https://example.org/{i}\x1b" if i % 7 == 0 else f"https://e.org/{i}" if i % 3 else None
+                for i in range(n)
+            ],
+        }
+    )
+    path = tmp_path / "edges.parquet"
+    pq.write_table(table, path, row_group_size=700)
+    numbers = tmp_path / "numbers.parquet"  # numbers as ids and urls, and as texts (non_string_text)
+    pq.write_table(pa.table({"doc_id": [1, None, 3], "text": ["一", "二", "三"], "url": [7, None, 9]}), numbers)
+    number_texts = tmp_path / "number_texts.parquet"
+    pq.write_table(pa.table({"doc_id": ["a", "b"], "text": [1, 2], "url": ["u", None]}), number_texts)
+    large = tmp_path / "large.parquet"
+    pq.write_table(table.cast(pa.schema([(f, pa.large_string()) for f in table.column_names])), large)
+    return path, numbers, number_texts, large
+
+
+@pytest.mark.parametrize("form", ["NFC", "none"])
+@pytest.mark.parametrize("id_field,url_field", [("doc_id", "url"), (None, None), ("missing", "url"), ("url", "url")])
+def test_parquet_fast_gives_the_documents_and_sizes_of_its_definition(tmp_path, form, id_field, url_field):
+    """`_parquet_fast`'s (document, size) pairs equal `_parquet_columns`' documents (checked against the row dicts
+    above) with `writable`'s size, row for row, including the rows routed to removed/ (empty, repeated ids)."""
+    for file in edge_parquet(tmp_path):
+        reader = parquet_reader(file, "text", id_field, url_field, form=form)
+        reader._current_file = reader._current_file_clean = str(file)
+        reader._repeats = {(0, 5), (0, 700), (0, 701), (0, 2000)}
+        src = reader.sources[0]
+        fast = list(reader._parquet(src, get_datafolder(src.base), file.name, sized=True))
+        reference = list(reader._read(src, file.name))
+        assert as_rows([d for d, _ in fast]) == as_rows(reference)
+        assert [size if size is not None else writable(d) for d, size in fast] == [writable(d) for d in reference]
+        if file.name == "edges.parquet":  # the inline path ran, and so did the hand-back to _doc
+            assert sum(size is not None for _, size in fast) > 1000
+            assert sum(size is None for _, size in fast) >= 1
+            reasons = {d.metadata.get("filter_reason") for d, _ in fast}
+            assert {"empty_text", "duplicate_id", "missing_text_field", None} <= reasons
+
+
+def test_parquet_fast_leaves_a_source_name_that_does_not_encode_to_writable(tmp_path):
+    """A source name with a lone surrogate (only possible from a command-line override) skips the fast path, so
+    `writable` still escapes it and routes the record to removed/."""
+    path = edge_parquet(tmp_path)[0]
+    reader = parquet_reader(path, "text", "doc_id", "url", name="p\udcff")
+    reader._current_file = reader._current_file_clean = str(path)
+    src = reader.sources[0]
+    pairs = list(reader._parquet(src, get_datafolder(src.base), path.name, sized=True))
+    assert pairs and all(size is None for _, size in pairs)
+    doc = pairs[0][0]
+    writable(doc)
+    assert doc.metadata["filter_reason"] == "unwritable_record"
+
+
+def polars_repeats(ids: pa.Table) -> pa.Table:
+    """The repeats phase as it was (polars): the definition `repeated_records` keeps."""
+    frame = pl.from_arrow(ids)
+    return (
+        frame.sort("file_index", "record")
+        .filter(pl.col("id").is_duplicated() & ~pl.col("id").is_first_distinct())
+        .select("file_index", "record")
+        .to_arrow()
+    )
+
+
+def test_repeated_records_equal_the_polars_definition():
+    """Ids from the sample's books with repeats across and within files, rows in shuffled order, and no repeats."""
+    with gzip.open(SAMPLE / "books_zh.jsonl.gz", "rt", encoding="utf-8") as f:
+        book_ids = [json.loads(line)["doc_id"] for line in f]
+    rng = np.random.default_rng(13)
+    rows = []
+    for file_index in range(6):
+        picked = rng.choice(len(book_ids), size=400, replace=True)  # repeats within a file too
+        rows += [(f"books_zh:{book_ids[k]}", file_index, record) for record, k in enumerate(picked, start=1)]
+    order = rng.permutation(len(rows))
+    shuffled = [rows[i] for i in order]
+    for case in (shuffled, [r for r in rows if r[1] == 0][:1], [], [(f"u{i}", 0, i) for i in range(50)]):
+        table = pa.table(list(zip(*case)) if case else [[], [], []], schema=ID_SCHEMA)
+        ours, reference = repeated_records(table), polars_repeats(table)
+        assert ours.to_pylist() == reference.to_pylist()
+    assert repeated_records(pa.table(list(zip(*shuffled)), schema=ID_SCHEMA)).num_rows > 1000
+
+
+def test_shard_writer_counts_the_bytes_of_each_documents_text(tmp_path):
+    """`bytes`, added per batch from the Arrow text column, equals the per-document UTF-8 sizes of the row path,
+    also where a document's metadata replaces the written text (its own text's size is counted)."""
+    docs = sample_documents() * 3
+    for i in (2, 1500):
+        docs[i] = Document(text=docs[i].text, id=docs[i].id, metadata={**docs[i].metadata, "text": "另一段文字"})
+    counts = []
+    for name, cls in (("fast", KeptWriter), ("rows", DatatroveRowsWriter)):
+        writer = cls(tmp_path / name, BASE_SCHEMA, max_file_size=2_000_000)
+        for _ in writer.run((Document(text=d.text, id=d.id, metadata=dict(d.metadata)) for d in docs), rank=0):
+            pass
+        counts.append((writer.docs, writer.chars, writer.bytes))
+    assert counts[0] == counts[1]
+    assert counts[0][2] == sum(len(d.text.encode("utf-8")) for d in docs) > counts[0][1]
+
+
+@pytest.mark.parametrize("large", [False, True])
+def test_cleanup_rows_flag_what_the_regex_finds(sample_texts, large):
+    """`cleanup_rows` (bytes) flags exactly the strings `_NEEDS_CLEANUP` (characters) finds something in: every
+    character of the class at the start, middle and end of real texts, near neighbours that must not be flagged
+    (tab, newline, U+00A0, U+00B7, U+FEFE, other EF-led punctuation), nulls, and sliced arrays."""
+    in_class = [chr(c) for c in [*range(0x00, 0x09), 0x0B, 0x0C, 0x0D, *range(0x0E, 0x20), *range(0x7F, 0xA0), 0xFEFF]]
+    neighbours = ["\t", "\n", " ", "\u00a0", "\u00b7", "\u00bf", "\ufefe", "\uff0c", "\ufffd", "\u3000", "~"]
+    base = sample_texts[:40]
+    texts = list(sample_texts) + [None, ""]
+    for i, ch in enumerate(in_class + neighbours):
+        text = base[i % len(base)]
+        texts += [ch + text, text[:50] + ch + text[50:], text + ch, ch]
+    column = pa.array(texts, type=pa.large_string() if large else pa.string())
+    expected = [t is not None and _NEEDS_CLEANUP.search(t) is not None for t in texts]
+    assert cleanup_rows(column).tolist() == expected
+    assert sum(expected) >= 4 * len(in_class) and not all(expected)
+    for start, stop in ((1, 7), (len(sample_texts) - 3, len(texts)), (len(texts) - 5, len(texts))):
+        assert cleanup_rows(column.slice(start, stop - start)).tolist() == expected[start:stop]
+    assert cleanup_rows(pa.array([], pa.string())).tolist() == []
