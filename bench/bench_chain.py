@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
@@ -37,7 +36,7 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
-from common import emit  # bench/ is on sys.path when run as a script
+from common import emit, timed_run  # bench/ is on sys.path when run as a script
 
 REPO = Path(__file__).resolve().parent.parent
 CHAIN = ["langid", "filter", "dedup", "pii", "decontam", "tokenize"]
@@ -46,15 +45,9 @@ INGESTED = Path("/work/scale_data/s3run0.1/out/ingest/kept")
 
 
 def run(cmd: list[str], cwd: Path, env: dict) -> tuple[float, float, str]:
-    """Runs a process to its end: its wall seconds, CPU seconds (user + system, children included), stderr."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env)
-    wall = time.perf_counter() - t
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if r.returncode:
-        raise SystemExit(f"failed ({r.returncode}): {' '.join(map(str, cmd))}\n{r.stderr[-4000:]}")
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), r.stderr
+    """Wall seconds, CPU seconds and stderr of one process run to its end (the stage's log is on stderr)."""
+    wall, cpu, _, stderr = timed_run(cmd, cwd, env)
+    return wall, cpu, stderr
 
 
 def chinese_documents(corpus: Path, ingested: Path, mb: float) -> pa.Table:

@@ -29,18 +29,16 @@ import gzip
 import json
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from common import emit  # bench/ is on sys.path when run as a script
+from common import emit, timed_run  # bench/ is on sys.path when run as a script
 
 REPO = Path(__file__).resolve().parent.parent
 SCALE_FILTER = Path("/work/scale_data/s3run0.1/out/filter/kept")
@@ -95,15 +93,9 @@ enabled = false
 
 
 def timed(cmd: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
-    """Wall and CPU seconds of one child process (its CPU: user + system, from getrusage of the children)."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    """Wall and CPU seconds of one child process."""
+    wall, cpu, _, _ = timed_run(cmd, cwd, env)
+    return wall, cpu
 
 
 def datatrove_run(input_dir: str, out_dir: str) -> None:

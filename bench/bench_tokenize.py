@@ -28,17 +28,15 @@ import filecmp
 import json
 import os
 import platform
-import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from common import emit  # bench/ is on sys.path when run as a script
+from common import emit, timed_run  # bench/ is on sys.path when run as a script
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -60,17 +58,9 @@ STAGES_OFF = ["langid", "filter", "quality", "dedup", "pii", "decontam"]
 
 
 def run(cmd: list[str], cwd: Path = REPO, env: dict | None = None) -> tuple[float, float, str]:
-    """Runs a process to its end; returns its wall seconds, its CPU seconds (user + system, its children
-    included) and its stdout. Exits with the command's stderr when it fails."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t = time.perf_counter()
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=env)
-    wall = time.perf_counter() - t
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if r.returncode:
-        raise SystemExit(f"failed: {' '.join(map(str, cmd))}\n{r.stderr[-3000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return wall, cpu, r.stdout
+    """Wall seconds, CPU seconds and stdout of one process run to its end."""
+    wall, cpu, stdout, _ = timed_run(cmd, cwd, env)
+    return wall, cpu, stdout
 
 
 def code_env(code: Path) -> dict:
