@@ -69,7 +69,19 @@ def test_normalize_text_equals_its_definition(sample_texts, form):
     assert sum(normalize_text(t, form) is t for t in sample_texts) > len(sample_texts) // 2
 
 
-class DatatroveRowsWriter(KeptWriter):
+class _DatatroveRowPath:
+    """datatrove's own per-row path (ParquetWriter._write, a row dict per document, `RecordBatch.from_pylist` per
+    batch), put back in front of our writers' batched path."""
+
+    _write = ParquetWriter._write
+    _write_batch = ParquetWriter._write_batch
+    run = DiskWriter.run
+
+    def close(self):
+        ParquetWriter.close(self)
+
+
+class DatatroveRowsWriter(_DatatroveRowPath, KeptWriter):
     """The writer as it was before issue 13: datatrove's DiskWriter.write -> ParquetWriter._write (a row dict per
     document, `RecordBatch.from_pylist` per batch), with the same counts."""
 
@@ -79,28 +91,14 @@ class DatatroveRowsWriter(KeptWriter):
         self.bytes += len(document.text.encode("utf-8", "surrogatepass"))
         DiskWriter.write(self, document, rank, **kwargs)
 
-    _write = ParquetWriter._write
-    _write_batch = ParquetWriter._write_batch
-    run = DiskWriter.run
 
-    def close(self):
-        ParquetWriter.close(self)
-
-
-class DatatroveRowsRemovedWriter(RemovedWriter):
+class DatatroveRowsRemovedWriter(_DatatroveRowPath, RemovedWriter):
     def write(self, document: Document, rank: int = 0, **kwargs):
         meta = document.metadata
         meta["reason"] = meta.pop("filter_reason", None) or meta.get("reason") or self.default_reason
         meta["stage"] = self.stage
         self.reasons[meta["reason"]] += 1
         DatatroveRowsWriter.write(self, document, rank, **kwargs)
-
-    _write = ParquetWriter._write
-    _write_batch = ParquetWriter._write_batch
-    run = DiskWriter.run
-
-    def close(self):
-        ParquetWriter.close(self)
 
 
 def sample_documents() -> list[Document]:
