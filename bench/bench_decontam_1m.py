@@ -27,7 +27,6 @@ import json
 import os
 import platform
 import random
-import statistics
 import sys
 import tempfile
 import time
@@ -36,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow.parquet as pq
-from common import emit  # bench/ is on sys.path when run as a script
+from common import emit, peer_table  # bench/ is on sys.path when run as a script
 from datatrove.data import Document
 from datatrove.pipeline.decont.n_grams import NGramsDecontConfig, NGramsDecontFilter, NGramsDecontIndexer
 from datatrove.utils.hashing import create_hash_func
@@ -147,27 +146,16 @@ def main() -> None:
                 times[name].append((time.perf_counter() - wall, time.process_time() - cpu))
 
     peer = "datatrove NGramsDecontFilter (zh, jieba word 12-grams)"
-    peer_wall = statistics.median(w for w, _ in times[peer])
-    peer_cpu = statistics.median(c for _, c in times[peer])
     lines = [
         f"{len(docs):,} Chinese documents, {mb:.2f} MB of UTF-8; our index: {meta['ngrams']:,} n-grams of "
         f"{meta['items']:,} items (bundled MMLU + CHARM + {len(paragraphs):,} paragraphs); datatrove's: "
         f"{dt_ngrams:,} word 12-gram hashes of the MMLU items and the same paragraphs. {platform.machine()}, "
         f"{os.cpu_count()} CPUs, load average at the end {os.getloadavg()[0]:.1f}; medians of {args.rounds} rounds",
         "",
-        "| step | wall s | MB/s wall | CPU s | MB per CPU-s | vs datatrove (wall) | vs datatrove (CPU) | kept |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *peer_table(
+            times, peer, mb, "step", "kept", {name: f"{kept[name]} of {len(docs)}" for name in times}, digits=2
+        ),
     ]
-    for name in rows:
-        wall = statistics.median(w for w, _ in times[name])
-        cpu = statistics.median(c for _, c in times[name])
-        lines.append(
-            f"| {name} | {wall:.2f} | {mb / wall:.2f} | {cpu:.2f} | {mb / cpu:.2f} | {peer_wall / wall:.2f}x "
-            f"| {peer_cpu / cpu:.2f}x | {kept[name]} of {len(docs)} |"
-        )
-    lines.append("")
-    for name in rows:
-        lines.append(f"- {name}, each round (wall s): " + ", ".join(f"{w:.2f}" for w, _ in times[name]))
     emit("\n".join(lines), args.out)
 
 

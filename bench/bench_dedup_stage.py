@@ -30,7 +30,6 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -38,7 +37,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from common import emit, timed_run  # bench/ is on sys.path when run as a script
+from common import emit, peer_table, timed_run  # bench/ is on sys.path when run as a script
 
 REPO = Path(__file__).resolve().parent.parent
 SCALE_FILTER = Path("/work/scale_data/s3run0.1/out/filter/kept")
@@ -190,25 +189,12 @@ def main() -> None:
                     stats = json.loads((folder / "out" / "dedup" / "stats.json").read_text())
                     removed[name] = stats["removed"]
     peer = next(n for n in runs if n.startswith("datatrove"))
-    peer_wall = statistics.median(w for w, _ in times[peer])
-    peer_cpu = statistics.median(c for _, c in times[peer])
     lines = [
         f"{len(texts):,} Chinese documents, {mb:.2f} MB of UTF-8; {platform.processor() or platform.machine()}, "
         f"{os.cpu_count()} CPUs, load average at the end {os.getloadavg()[0]:.1f}; medians of {args.rounds} rounds",
         "",
-        "| command | wall s | MB/s wall | CPU s | MB per CPU-s | vs datatrove (wall) | vs datatrove (CPU) | removed |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *peer_table(times, peer, mb, "command", "removed", {name: str(removed[name]) for name in times}, digits=1),
     ]
-    for name in runs:
-        wall = statistics.median(w for w, _ in times[name])
-        cpu = statistics.median(c for _, c in times[name])
-        lines.append(
-            f"| {name} | {wall:.1f} | {mb / wall:.2f} | {cpu:.1f} | {mb / cpu:.2f} | {peer_wall / wall:.2f}x | "
-            f"{peer_cpu / cpu:.2f}x | {removed[name]} |"
-        )
-    lines.append("")
-    for name in runs:
-        lines.append(f"- {name}, each round (wall s): " + ", ".join(f"{w:.1f}" for w, _ in times[name]))
     emit("\n".join(lines), args.out)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import resource
+import statistics
 import subprocess
 import time
 from pathlib import Path
@@ -42,3 +43,32 @@ def timed_run(cmd: list[str], cwd: Path | str | None = None, env: dict | None = 
         )
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return wall, cpu, done.stdout, done.stderr
+
+
+def peer_table(
+    times: dict[str, list[tuple[float, float]]],
+    peer: str,
+    mb: float,
+    first: str,
+    last: str,
+    last_cells: dict[str, str],
+    digits: int = 2,
+) -> list[str]:
+    """Markdown rows for implementations timed round by round against a peer: per name the medians of its (wall,
+    CPU) seconds, MB/s and MB per CPU-second, the ratios to the peer's medians, and `last_cells[name]`; then each
+    name's wall seconds per round. `first` and `last` head the first and last columns."""
+    median = {name: tuple(statistics.median(x[i] for x in rounds) for i in (0, 1)) for name, rounds in times.items()}
+    peer_wall, peer_cpu = median[peer]
+    lines = [
+        f"| {first} | wall s | MB/s wall | CPU s | MB per CPU-s | vs datatrove (wall) | vs datatrove (CPU) | {last} |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for name, (wall, cpu) in median.items():
+        lines.append(
+            f"| {name} | {wall:.{digits}f} | {mb / wall:.2f} | {cpu:.{digits}f} | {mb / cpu:.2f} | "
+            f"{peer_wall / wall:.2f}x | {peer_cpu / cpu:.2f}x | {last_cells[name]} |"
+        )
+    lines.append("")
+    for name, rounds in times.items():
+        lines.append(f"- {name}, each round (wall s): " + ", ".join(f"{w:.{digits}f}" for w, _ in rounds))
+    return lines
