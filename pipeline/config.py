@@ -17,17 +17,19 @@ from typing import Any, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from stages.base import StageConfig
-from stages.base import StrictModel as _Strict
-from stages.decontam import DecontamConfig
-from stages.dedup import DedupConfig
-from stages.filter import FilterConfig
-from stages.ingest import IngestConfig
-from stages.langid import LangidConfig
-from stages.pii import PiiConfig
-from stages.quality import QualityConfig
-from stages.tokenize import TokensConfig
-from stages.tokenizer import TokenizerConfig
+# The stage config classes from stages/config/, not from the stage modules: loading a config imports no stage's
+# libraries (stages/base.py's docstring; BENCHMARKS.md, "Fourth pass: process start").
+from stages.config.base import StageConfig
+from stages.config.base import StrictModel as _Strict
+from stages.config.decontam import DecontamConfig
+from stages.config.dedup import DedupConfig
+from stages.config.filter import FilterConfig
+from stages.config.ingest import IngestConfig
+from stages.config.langid import LangidConfig
+from stages.config.pii import PiiConfig
+from stages.config.quality import QualityConfig
+from stages.config.tokenize import TokensConfig
+from stages.config.tokenizer import TokenizerConfig
 from train.config import EvalSection, ModelSection, TrainSection
 
 STAGE_ORDER = ["ingest", "langid", "filter", "quality", "dedup", "pii", "decontam", "tokenizer", "tokenize"]

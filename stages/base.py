@@ -1,21 +1,25 @@
-"""What every stage shares: its config base class, the document schema, and the context a stage is built in.
+"""What every stage shares: the document schema, and the context a stage is built in.
 
-A stage module (`stages/<name>.py`) defines a pydantic `Config` (subclass of `StageConfig`) and a function
-`build(ctx: StageContext) -> list[Phase]`. Most stages are one phase: `ctx.standard_phase(steps)` wraps the stage's
-own steps with a reader of the previous stage's `kept/` shards, Parquet writers for `kept/` and `removed/`, and the
-per-task accounting that `stats.json` and `pipeline verify` rely on.
+A stage is a module `stages/<name>.py` with a function `build(ctx: StageContext) -> list[Phase]`, and a pydantic
+config class (a `StageConfig`) in `stages/config/<name>.py`, which the stage module imports (and `stages.<name>`
+still exports under its name). The config classes live apart so that loading a config, which every `pipeline`
+command does, imports pydantic only, not every stage's libraries: a command imports the module of the stage it
+runs and no other (BENCHMARKS.md, "Fourth pass: process start"). Most stages are one phase:
+`ctx.standard_phase(steps)` wraps the stage's own steps with a reader of the previous stage's `kept/` shards,
+Parquet writers for `kept/` and `removed/`, and the per-task accounting that `stats.json` and `pipeline verify` rely
+on.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import pyarrow as pa
 from datatrove.pipeline.filters.base_filter import BaseFilter
-from pydantic import BaseModel, ConfigDict, Strict
 
+from stages.config.base import IntKey, StageConfig, StrictModel  # noqa: F401 (their home before stages/config)
 from stages.io import (
     BASE_SCHEMA,
     DEFAULT_MAX_SHARD_BYTES,
@@ -29,28 +33,6 @@ from stages.io import (
     merge_schema,
     shard_schema,
 )
-
-
-class StrictModel(BaseModel):
-    """A config table: an unknown key is an error, an assignment (`--set`) is validated like a loaded value, and
-    types are strict: "9" is not an int and "no" not a bool (an int is still a float: `lr = 1` is 1.0).
-    Every config model of the project derives from it (pipeline/config.py imports it from here, the lower layer).
-    A key's documentation is the string literal right after its field (an attribute docstring), read from the
-    source by `pipeline config` (pipeline/config_toml.py `field_doc`), not at every import."""
-
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True)
-
-
-class StageConfig(StrictModel):
-    """Keys every `[stages.<name>]` table has."""
-
-    enabled: bool = True
-    """Run this stage in `pipeline run all`. A disabled stage is passed over: the next stage reads the kept
-    output of the nearest earlier enabled stage."""
-
-
-# An int used as a table key (`{ 2 = 0.2 }`): TOML keys are always strings, so this one int is parsed from text.
-IntKey = Annotated[int, Strict(False)]
 
 
 @dataclass

@@ -33,35 +33,17 @@ import pyarrow as pa
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.filters.base_filter import BaseFilter
-from pydantic import Field
 
 from stages import zh_rules
-from stages.base import Phase, StageConfig, StageContext
+from stages.base import Phase, StageContext
+from stages.config.filter import FilterConfig
 from stages.filters.blocklists import BadWordsFilter, UrlBlocklistFilter
-from stages.filters.code import CodeConfig, CodeQualityFilter
-from stages.filters.en import EnglishConfig, EnglishQualityFilter
+from stages.filters.code import CodeQualityFilter
+from stages.filters.en import EnglishQualityFilter
 from stages.filters.routing import TaskCountedFilter
 from stages.filters.scores import SCORES_COLUMN, Threshold, scores_type
-from stages.filters.zh import ZhQualityFilter, ZhRulesConfig
+from stages.filters.zh import ZhQualityFilter
 from stages.io import ReportsCounters
-
-
-class FilterConfig(StageConfig):
-    """Quality rules chosen per document by its `lang` (zh, en), and by `kind` for code. A removed document's reason is
-    the first rule it failed."""
-
-    zh: ZhRulesConfig = Field(default_factory=ZhRulesConfig)
-    en: EnglishConfig = Field(default_factory=EnglishConfig)
-    code: CodeConfig = Field(default_factory=CodeConfig)
-    url_blocklist: str | None = None
-    """File of blocked domains (a line without `/`: the domain and its subdomains) and URL prefixes."""
-    bad_words: str | None = None
-    """File of words or phrases, one a line; Latin-script entries match whole words, case-insensitively."""
-    max_bad_words: int = Field(0, ge=0)
-    """A document with more bad-word occurrences than this is removed."""
-    ascii_punctuation: bool = False
-    """Rewrite full-width punctuation to ASCII in kept zh documents, as MAP-CC did. Changes training text."""
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # Bookkeeping and the opt-in rewrite

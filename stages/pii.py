@@ -19,46 +19,11 @@ from __future__ import annotations
 import pyarrow as pa
 from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import BaseFilter
-from pydantic import Field, field_validator
 
 from stages import pii_rules
-from stages.base import Phase, StageConfig, StageContext
+from stages.base import Phase, StageContext
+from stages.config.pii import PiiConfig
 from stages.io import ReportsCounters
-
-
-class PiiConfig(StageConfig):
-    """Replaces personal identifiers with typed placeholders (detectors: stages/pii_rules.py)."""
-
-    types: list[str] = Field(default_factory=lambda: list(pii_rules.TYPES))
-    """Detectors run on text documents, from: email, id_card (18 digits with the GB 11643 check digit and a valid
-    birth date, or the legacy 15-digit form), bank_card (16-19 digits passing Luhn), ip, cn_mobile, intl_phone
-    (E.164), cn_landline (with an area code), qq, wechat (these two only after their keywords)."""
-    code_types: list[str] = Field(default_factory=lambda: ["email", "ip"])
-    """Detectors run on `kind = "code"` documents (numbers in code are left alone)."""
-    placeholders: dict[str, str] = Field(default_factory=dict)
-    """Replacement per type, overriding the defaults (<EMAIL>, <ID_CARD>, <BANK_CARD>, <IP_ADDRESS>, <PHONE> for
-    the three phone types, <QQ>, <WECHAT>)."""
-    public_ip_only: bool = True
-    """Replace only public IP addresses; private, loopback, link-local and documentation ranges stay."""
-    max_per_doc: int | None = Field(None, ge=0)
-    """Remove a document with more PII hits than this (reason too_much_pii); None keeps every document."""
-
-    @field_validator("types", "code_types")
-    @classmethod
-    def _known_types(cls, v: list[str]):
-        unknown = sorted(set(v) - set(pii_rules.TYPES))
-        if unknown:
-            raise ValueError(f"unknown PII type(s) {unknown}; types are: {', '.join(pii_rules.TYPES)}")
-        return v
-
-    @field_validator("placeholders")
-    @classmethod
-    def _known_placeholder_types(cls, v: dict[str, str]):
-        unknown = sorted(set(v) - set(pii_rules.TYPES))
-        if unknown:
-            raise ValueError(f"placeholders for unknown type(s) {unknown}; types are: {', '.join(pii_rules.TYPES)}")
-        return v
-
 
 METADATA_FIELDS = ("title", "author")  # string columns some sources carry beside the text (ingest's document formats)
 

@@ -22,6 +22,9 @@ from collections.abc import Callable, Iterable
 from datetime import date
 from typing import NamedTuple
 
+# TYPES: the detector types in priority order (overlapping spans: the earlier type wins), beside PiiConfig
+from stages.config.pii import TYPES
+
 
 class Span(NamedTuple):
     start: int
@@ -29,10 +32,6 @@ class Span(NamedTuple):
     type: str
 
 
-# Types in priority order: when two spans overlap, the earlier type wins (then the longer span, then the earlier).
-# A validated identity card beats a Luhn-valid card number of the same digits; an email beats the phone number
-# that forms its local part (13812345678@163.com).
-TYPES = ["email", "id_card", "bank_card", "ip", "cn_mobile", "intl_phone", "cn_landline", "qq", "wechat"]
 DEFAULT_PLACEHOLDERS = {
     "email": "<EMAIL>",
     "id_card": "<ID_CARD>",

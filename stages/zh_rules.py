@@ -33,6 +33,7 @@ import jieba
 import numpy as np
 import regex
 
+from stages.config.filter import READMORE_SUFFIXES  # the default of [stages.filter.zh] readmore_suffixes
 from stages.nfkc import nfkc
 
 # Sentence ends: ASCII and full-width terminal marks, and the ellipsis.
@@ -57,7 +58,6 @@ _SIGMA = frozenset("Σσς")
 
 # MAP-CC's bullet characters, plus the hyphen Gopher counts as a bullet.
 BULLETS = ("•", "●", "○", "■", "□", "▪", "▫", "※", "·", "➢", "‣", "▶", "◀", "◦", "–", "-")
-READMORE_SUFFIXES = ("readmore", "展开", "更多", "。。。")
 
 # MAP-CC's full-width to ASCII table (`unify_format`), for the optional rewrite.
 _FULLWIDTH = "。！“”＃＄％＆‘’（）＊＋，－／：；＜＝＞？＠［＼］＾＿｀｛｜｝～"

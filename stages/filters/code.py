@@ -5,23 +5,9 @@ from __future__ import annotations
 
 from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import BaseFilter
-from pydantic import Field
 
-from stages.base import StrictModel
+from stages.config.filter import CodeConfig
 from stages.filters.scores import Threshold, first_failing
-
-
-class CodeConfig(StrictModel):
-    """Codex (Chen et al. 2021) and The Stack / StarCoder: drop generated or minified files."""
-
-    enabled: bool = True
-    """false switches this filter off."""
-    max_line_length: int = Field(1000, ge=1)
-    """Longest line in characters, at most."""
-    max_mean_line_length: float = Field(100, gt=0)
-    """Mean line length in characters, at most."""
-    min_alnum_ratio: float = Field(0.25, ge=0, le=1)
-    """Share of letters and digits, at least."""
 
 
 def max_line_length(text: str) -> int:

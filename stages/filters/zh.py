@@ -7,80 +7,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Literal
 
 from datatrove.data import Document
-from pydantic import Field, field_validator
 
 from stages import zh_rules
-from stages.base import IntKey, StrictModel
+from stages.config.filter import ZhRulesConfig
 from stages.filters.routing import TaskCountedFilter
 from stages.filters.scores import Threshold, first_failing
-
-
-class ZhRulesConfig(StrictModel):
-    """MAP-CC's thresholds (CT-LLM `filter/filter.py`), plus FineWeb-2's duplicated-line share for cmn_Hani."""
-
-    enabled: bool = True
-    """false: zh documents pass unfiltered."""
-    min_sentences: int = Field(2, ge=0)
-    """Sentences a document needs (split at . ! ? ; 。 ！ ？ ； …): MAP-CC's "more than one sentence"."""
-    min_length: int = Field(50, ge=0)
-    """Characters after NFKC, at least."""
-    max_length: int = Field(10_000, ge=1)
-    """Characters after NFKC, at most."""
-    min_mean_word_length: float = Field(1.3, ge=0)
-    """Mean word length (segmenter below, punctuation removed), at least."""
-    max_mean_word_length: float = Field(10.0, ge=0)
-    """Mean word length, at most: above it are long unbroken strings (hashes, base64, URLs)."""
-    segmenter: Literal["jieba-rs", "jieba"] = "jieba-rs"
-    """"jieba-rs" (rjieba, about 25x faster) or "jieba" (the Python original MAP-CC used)."""
-    max_hash_ratio: float = Field(0.1, ge=0)
-    """Runs of # per character, at most."""
-    max_ellipsis_ratio: float = Field(0.1, ge=0)
-    """Ellipses (…, .., 。。) per character, at most."""
-    max_digit_ratio: float = Field(0.3, ge=0)
-    """Digits over non-punctuation, non-space characters, at most."""
-    max_readmore_lines: float = Field(0.3, ge=0)
-    """Share of non-empty lines ending with one of readmore_suffixes, at most."""
-    readmore_suffixes: list[str] = Field(default_factory=lambda: list(zh_rules.READMORE_SUFFIXES))
-    """Line endings that mark a "read more" link; compared case-insensitively."""
-    max_ellipsis_lines: float = Field(0.3, ge=0)
-    """Share of non-empty lines ending in an ellipsis (…, ..., 。。), at most: Gopher's 0.3 (Rae et al. 2021), which
-    catches teaser lists of truncated snippets that max_ellipsis_ratio (per character) lets through."""
-    max_bullet_lines: float = Field(0.9, ge=0)
-    """Share of non-empty lines starting with a bullet (• ● ○ ■ □ ▪ ▫ ※ · ➢ ‣ ▶ ◀ ◦ – -), at most."""
-    min_punctuation: float = Field(0.0, ge=0)
-    """Punctuation per character must be above this (i.e. some punctuation)."""
-    min_unique_chars: float = Field(0.1, ge=0)
-    """Distinct characters / characters must be above this (penalises long, plain texts)."""
-    min_entropy: float = Field(3.0, ge=0)
-    """Character unigram entropy (natural log), at least."""
-    max_bracket_ratio: float = Field(0.1, ge=0)
-    """Characters inside 【】 per character, at most."""
-    max_top_ngram: dict[IntKey, float] = Field(default_factory=lambda: {2: 0.20, 3: 0.18, 4: 0.16})
-    """n -> the share of word characters the most frequent character n-gram may cover."""
-    max_dup_ngram: dict[IntKey, float] = Field(default_factory=lambda: {n: 0.60 for n in range(5, 11)})
-    """n -> the share of characters that may lie in character n-grams repeating an earlier one."""
-    max_dup_lines: float = Field(0.287, ge=0)
-    """Share of non-empty lines repeating an earlier line, at most (FineWeb-2's value for cmn_Hani)."""
-    skip: list[str] = Field(default_factory=list)
-    """Rule names not applied, e.g. ["unique_chars"]."""
-
-    @field_validator("skip")
-    @classmethod
-    def _known_rules(cls, v: list[str]):
-        unknown = sorted(set(v) - set(zh_rules.RULES))
-        if unknown:
-            raise ValueError(f"unknown rule(s) {unknown}; rules are: {', '.join(zh_rules.RULES)}")
-        return v
-
-    @field_validator("max_top_ngram", "max_dup_ngram")
-    @classmethod
-    def _positive_n(cls, v: dict[int, float]):
-        if any(n < 1 for n in v):
-            raise ValueError("n-gram sizes must be >= 1")
-        return v
 
 
 def zh_measures(cfg: ZhRulesConfig) -> list[tuple[Threshold, Callable[[str], float]]]:
