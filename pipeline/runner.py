@@ -31,12 +31,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from pipeline.cluster import ExecutorError, connect_ray, slurm_jobs_in_queue
 from pipeline.config import STAGE_ORDER, Config
-from pipeline.executors import ExecutorError, connect_ray, make_executor, slurm_jobs_in_queue
-from pipeline.progress import ProgressLine, ProgressMark, add_progress_mark
-from stages.base import Phase, StageContext
-from stages.io import atomic_write_json, write_schema
+from stages.files import atomic_write_json
+
+# Building and running a stage's phases needs datatrove's executors, the progress step and the stage's steps, which
+# bring datatrove and pyarrow: about 0.5 of the 0.8-1.0 CPU-s a `pipeline` process paid before its first document
+# (BENCHMARKS.md, "Fourth pass: process start"). A command that finds its stage finished, `pipeline status` and
+# `verify` need none of it, so the functions that build or run phases import those modules themselves
+# (`_run_stage_locked` past its "already finished" return, `_progress_line`, `_submit_to_slurm`).
+if TYPE_CHECKING:
+    from pipeline.progress import ProgressLine
 
 # The module of each stage of STAGE_ORDER; it provides the stage's `build` (see docs/architecture.md).
 STAGE_MODULES = {
@@ -451,6 +458,12 @@ def _run_stage_locked(
         note = " (its input changed since: rerun with --force to rebuild it)" if state.state == "stale" else ""
         _log(f"{stage}: already finished, nothing to do{note}")
         return state.stats
+    # the modules that build and run phases: see the note at the top of this module
+    from pipeline.executors import make_executor
+    from pipeline.progress import add_progress_mark
+    from stages.base import Phase, StageContext
+    from stages.io import write_schema
+
     kind = cfg.executor.kind
     previous = _read_json(d / "run.json")
     if kind == "slurm" and previous and previous.get("slurm_jobs"):
@@ -572,6 +585,8 @@ def _run_stage_locked(
 def _progress_line(cfg: Config, stage: str, phase, steps: list, src: str | None) -> ProgressLine:
     """The live line of one phase; its ETA's total is the input stage's kept text bytes, or for ingest the size of
     the source files."""
+    from pipeline.progress import ProgressLine, ProgressMark  # see the note at the top of this module
+
     d = stage_dir(cfg, stage)
     total_bytes = total_file_bytes = None
     reader = next((s for s in steps if isinstance(s, ProgressMark)), None)
@@ -601,6 +616,7 @@ def _submit_to_slurm(
 ) -> dict | None:
     """Submit each phase as a job array that starts after the previous phase (and the upstream stages) succeeded.
     Only the tasks without a completion marker are submitted, so a rerun resubmits just the failed ones."""
+    from pipeline.executors import make_executor  # see the note at the top of this module
 
     d = stage_dir(cfg, stage)
     depends = ":".join(after) or None

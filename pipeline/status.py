@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from pipeline.cluster import ExecutorError, slurm_jobs_in_queue
 from pipeline.config import STAGE_ORDER, Config
-from pipeline.executors import ExecutorError, slurm_jobs_in_queue
 from pipeline.runner import finalize_stage, phase_progress, run_record, stage_state
 
 

@@ -7,7 +7,6 @@ interrupted attempt of the same task left behind, so a rerun never duplicates do
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -24,6 +23,8 @@ from datatrove.pipeline.readers.base import BaseDiskReader
 from datatrove.pipeline.writers.parquet import ParquetWriter
 from datatrove.utils.logging import logger
 from datatrove.utils.typeshelper import StatHints
+
+from stages.files import atomic_write_json, list_shards
 
 # The document schema (docs/architecture.md). Stages may add columns; a column once added keeps its name and type.
 BASE_SCHEMA = pa.schema(
@@ -78,22 +79,6 @@ def shard_schema(kept_dir: Path) -> pa.Schema:
     if shards:
         return pq.read_schema(shards[0])
     return BASE_SCHEMA
-
-
-def list_shards(folder: Path) -> list[Path]:
-    folder = Path(folder)
-    return sorted(folder.glob("*.parquet")) if folder.is_dir() else []
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, ensure_ascii=False, indent=2, sort_keys=True)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class _AtomicParquetWriter(ParquetWriter):
