@@ -10,8 +10,8 @@ import polars as pl
 
 from pipeline.config import STAGE_ORDER, Config, ConfigError
 from pipeline.runner import stage_dir
+from stages.files import list_shards
 from stages.filters.scores import SCORES_COLUMN
-from stages.io import list_shards
 
 
 def sample_documents(

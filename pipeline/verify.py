@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from pipeline.config import STAGE_ORDER, Config
 from pipeline.runner import CORPUS_STAGES, finalize_stage, stage_dir, stage_state
-from stages.io import list_shards
+from stages.files import list_shards
 from stages.megatron import read_index_header
 
 
