@@ -233,13 +233,20 @@ def punctuation_ratio(text: str) -> float:
 @lru_cache(maxsize=4)
 def _char_counts(text: str) -> list[int]:
     """Occurrences of each distinct character, in order of first occurrence (the entropy's summation order): a
-    Counter for short texts, NumPy's sorted counts put back in that order from 1,024 characters on (0.8x the time
-    of the Counter on the scale corpus's Chinese documents, 1.3-3x it under 256 characters)."""
+    Counter for short texts; from 1,024 characters on, counts by code point (`np.bincount`) read at each character's
+    first occurrence, found with `np.minimum.at` (no sort: 0.4x the time of the sorted `np.unique` this replaced on
+    the chain's Chinese documents, which was itself 0.8x the Counter; the Counter is faster under 256 characters)."""
     if len(text) < 1024:
         return list(Counter(text).values())
     codes = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    _, first, counts = np.unique(codes, return_index=True, return_counts=True)
-    return counts[np.argsort(first)].tolist()
+    if codes.max() >= TABLE_CODE_POINTS:  # beyond the plane a count per code point would be 1.1 million long
+        _, first, counts = np.unique(codes, return_index=True, return_counts=True)
+        return counts[np.argsort(first)].tolist()
+    counts = np.bincount(codes)
+    positions = np.arange(len(codes))
+    first = np.full(len(counts), len(codes), dtype=positions.dtype)
+    np.minimum.at(first, codes, positions)
+    return counts[codes[first[codes] == positions]].tolist()
 
 
 def unique_char_ratio(text: str) -> float:

@@ -182,8 +182,10 @@ def test_entropy_unique_chars_and_sentences_equal_their_definitions(books):
         "。。a。!b",
         "，、“”。x",
         " \n ",
+        QIANZIWEN * 30 + "\U00020000\U0002a6d6" + JINGYESI * 10,  # beyond the Basic Multilingual Plane
     ]:
         n = len(text)
+        assert z._char_counts(text) == list(Counter(text).values()), text[:40]
         assert z.char_entropy(text) == -sum(c / n * math.log(c / n) for c in Counter(text).values()), text[:40]
         assert z.unique_char_ratio(text) == len(set(text)) / n
         assert z.sentence_count(text) == z.sentence_count_plain(text), text[:40]
