@@ -212,6 +212,34 @@ def test_stripping_through_the_code_point_table_equals_the_regex(books):
     assert z.word_chars(texts[0]) == z._NON_WORD.sub("", texts[0])
 
 
+def test_counts_through_the_code_point_tables_equal_the_regex(books):
+    """Digits and punctuation are counted through tables of every code point for long texts, digits on the text
+    instead of its word characters, and the hash and ellipsis runs behind a check for their characters: every value
+    equals the regex definition (==) on every Chinese sample document (raw and NFKC), on every code point in
+    shuffled runs (astral ones through the regex), and on texts full of the characters the guards look for; every
+    digit (\\d) of the whole code space is a word character (\\w)."""
+    assert all(z._WORD_CHAR.match(c) for c in map(chr, range(0x110000)) if z._DIGIT.match(c))
+    notes = [b.strip() for b in (SAMPLE / "notes_zh.txt").read_text(encoding="utf-8").split("\n\n") if b.strip()]
+    texts = books + notes + [z.normalize(t) for t in books + notes]
+    shuffled = list(map(chr, range(0x110000)))
+    random.Random(14).shuffle(shuffled)
+    bmp = [c for c in shuffled if ord(c) < z.TABLE_CODE_POINTS]
+    texts += [
+        "".join(shuffled),
+        "".join(bmp),
+        "".join(bmp[:5000]),
+        "#＃##。。…..１２3٣" * 30,
+        "𠀀" + "中文，12。。" * 60,
+    ]
+    texts += ["", "#", "..", "abc"]
+    for text in texts:
+        chars = z._NON_WORD.sub("", text)
+        assert z.digit_ratio(text) == (len(z._DIGIT.findall(chars)) / len(chars) if chars else 0.0), text[:40]
+        assert z.punctuation_ratio(text) == (len(z._PUNCTUATION.findall(text)) / len(text) if text else 0.0)
+        assert z.hash_ratio(text) == (len(z._HASH_RUN.findall(text)) / len(text) if text else 0.0), text[:40]
+        assert z.ellipsis_ratio(text) == (len(z._ELLIPSIS_RUN.findall(text)) / len(text) if text else 0.0)
+
+
 def test_bracket_ratio(classical):
     assert z.bracket_ratio(classical) <= 0.1
     ads = "【限时特惠】【包邮】【正品保证】2024新款连衣裙【买一送一】"
