@@ -402,24 +402,38 @@ def _top_ngram_ratio_sorted(chars: str, n: int) -> float:
 
 @lru_cache(maxsize=4)
 def _dup_ngram_ratios(chars: str, ns: tuple[int, ...]) -> dict[int, float]:
-    """`dup_ngram_ratio` for each n of `ns` (none above NGRAM_DEPTH) at once, row by row of 2-D arrays: row r
-    marks the positions whose n-gram is not the first of its run (the smallest position), then counts the
-    positions some marked window of n covers."""
+    """`dup_ngram_ratio` for each n of `ns` (none above NGRAM_DEPTH) at once. Only positions of the order whose
+    window shares at least min(ns) characters with a neighbour's can be in a run of two or more (a repeated
+    n-gram), so the pass works on those alone (a few percent of a text as a rule): row r of a 2-D array marks, among
+    them, the members of each run at n = ns[r] that are not its first position in the text; the positions some
+    marked window covers are counted from the marked positions in text order, min(gap to the next, n) each."""
     length = len(chars)
     order, shared = _window_order(chars, NGRAM_DEPTH)
-    sizes = np.array(ns)[:, None]
-    run_starts = np.ones((len(ns), length), dtype=bool)
-    np.less(shared[None, :], sizes, out=run_starts[:, 1:])
-    starts = np.flatnonzero(run_starts)  # flat index: row * length + place in the order
-    firsts = np.minimum.reduceat(np.tile(order, len(ns)), starts)  # each run's first position in the text
-    repeat = np.ones(len(ns) * length, dtype=bool)
-    repeat[starts - starts % length + firsts] = False
-    repeat = repeat.reshape(len(ns), length) & (np.arange(length)[None, :] <= length - sizes)
-    started = np.zeros((len(ns), length + 1), dtype=np.int64)  # marked windows started before each position
-    np.cumsum(repeat, axis=1, out=started[:, 1:])
-    window_start = np.maximum(np.arange(1, length + 1)[None, :] - sizes, 0)
-    in_window = started[:, 1:] - np.take_along_axis(started, window_start, axis=1)  # marked starts in (t - n, t]
-    covered = (in_window > 0).sum(axis=1)
+    pairs = np.flatnonzero(shared >= min(ns))  # neighbours in the order (i, i + 1) that share that much
+    if not len(pairs):
+        return dict.fromkeys(ns, 0.0)
+    in_pair = np.zeros(length, dtype=bool)
+    in_pair[pairs] = in_pair[pairs + 1] = True
+    members = np.flatnonzero(in_pair)  # places in the order, ascending
+    # shared length between consecutive members; 0 where they are not neighbours in the order (a run ends there)
+    linked = np.where(members[1:] == members[:-1] + 1, shared[members[:-1]], 0)
+    rows, m = len(ns), len(members)
+    sizes = np.array(ns)
+    run_starts = np.ones((rows, m), dtype=bool)
+    np.less(linked[None, :], sizes[:, None], out=run_starts[:, 1:])
+    run_starts = run_starts.ravel()
+    positions = np.tile(order[members], rows)
+    firsts = np.minimum.reduceat(positions, np.flatnonzero(run_starts))  # each run's first position in the text
+    repeats = positions != firsts[np.cumsum(run_starts) - 1]
+    keys = np.sort((np.repeat(np.arange(rows), m) * length + positions)[repeats])  # (row, position), in order
+    if not len(keys):
+        return dict.fromkeys(ns, 0.0)
+    row = keys // length
+    n_of = sizes[row]
+    cover = n_of.copy()  # the last marked window of a row covers n
+    same_row = row[1:] == row[:-1]
+    np.minimum(np.diff(keys), n_of[:-1], out=cover[:-1], where=same_row)
+    covered = np.bincount(row, weights=cover, minlength=rows)
     return {n: int(c) / length for n, c in zip(ns, covered.tolist())}
 
 
