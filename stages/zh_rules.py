@@ -388,16 +388,37 @@ def _top_ngram_ratio_sorted(chars: str, n: int) -> float:
     """`top_ngram_ratio` of word characters `chars` from the shared order."""
     if len(chars) < n:
         return 0.0
-    order, shared = _window_order(chars, max(n, NGRAM_DEPTH))
-    starts = np.concatenate(([0], np.flatnonzero(shared < n) + 1))  # where each run of equal n-grams begins
-    counts = np.diff(starts, append=len(order))
-    top = counts.max()
-    if top < 2:  # a window past the end is a run of one, so a run of two or more is an n-gram's
-        return 0.0
-    begins = starts[counts == top]
-    if len(begins) > 1:  # the run that occurs first
-        begins = begins[[np.argmin(order[begins[:, None] + np.arange(top)].min(axis=1))]]
-    return _covered(np.sort(order[begins[0] : begins[0] + top]), n) / len(chars)
+    return _top_ngram_ratios(chars, TOP_NGRAM_SIZES if n in TOP_NGRAM_SIZES else (n,))[n]
+
+
+TOP_NGRAM_SIZES = (2, 3, 4)
+"""MAP-CC's sizes of the top n-gram rule: `top_ngram_ratio` measures them all the first time it sees a text."""
+
+
+@lru_cache(maxsize=4)
+def _top_ngram_ratios(chars: str, ns: tuple[int, ...]) -> dict[int, float]:
+    """`top_ngram_ratio` for each n of `ns` at once: the runs of every n in one 2-D pass (row r cut where the shared
+    length is below ns[r]; each row starts a run, so no run crosses rows), then per n the most frequent run, the
+    first to occur among equals, and the positions its occurrences cover."""
+    length, rows = len(chars), len(ns)
+    order, shared = _window_order(chars, max(*ns, NGRAM_DEPTH))
+    run_starts = np.ones((rows, length), dtype=bool)
+    np.less(shared[None, :], np.array(ns)[:, None], out=run_starts[:, 1:])
+    starts = np.flatnonzero(run_starts)  # flat index: row * length + place in the order
+    counts = np.diff(starts, append=rows * length)
+    row_firsts = np.searchsorted(starts, np.arange(rows) * length)  # each row's first run
+    tops = np.maximum.reduceat(counts, row_firsts).tolist()
+    ratios = {}
+    for r, (n, top) in enumerate(zip(ns, tops)):
+        if length < n or top < 2:  # a window past the end is a run of one, so a run of two or more is an n-gram's
+            ratios[n] = 0.0
+            continue
+        row = slice(row_firsts[r], row_firsts[r + 1] if r + 1 < rows else len(starts))
+        begins = starts[row][counts[row] == top] - r * length
+        if len(begins) > 1:  # the run that occurs first
+            begins = begins[[np.argmin(order[begins[:, None] + np.arange(top)].min(axis=1))]]
+        ratios[n] = _covered(np.sort(order[begins[0] : begins[0] + top]), n) / length
+    return ratios
 
 
 @lru_cache(maxsize=4)
