@@ -51,6 +51,11 @@ _ELLIPSIS_RUN = re.compile(r"…+|\.{2,}|。{2,}")
 # A line ending in an ellipsis: `…` (and `……`), three or more dots (NFKC turns `…` into `...`), or two or more 。.
 # Closing quotes and brackets after it (`……”`, `...)`) do not hide it.
 _ELLIPSIS_LINE_END = re.compile(r"(?:…|\.{3,}|。{2,})[”’」』)）\]】\"']*$")
+# The same test without a regex scan of the line: strip the closing characters, then look at the end. No closer is an
+# ellipsis character, so the strip stops where the ellipsis ends, and a line ends in one of these exactly when the
+# regex finds its match.
+_ELLIPSIS_CLOSERS = "”’」』)）]】\"'"
+_ELLIPSIS_ENDS = ("…", "...", "。。")
 _PUNCTUATION = regex.compile(r"\p{P}")
 _BRACKETED = re.compile(r"【(.*?)】")
 _SIGMA = frozenset("Σσς")
@@ -246,7 +251,10 @@ def ellipsis_line_ratio(text: str) -> float:
     if "…" not in text and "..." not in text and "。。" not in text:  # the line end needs one: no regex per line
         return 0.0
     lines = _lines(text)
-    return sum(map(bool, map(_ELLIPSIS_LINE_END.search, lines))) / len(lines) if lines else 0.0
+    if not lines:
+        return 0.0
+    ends = sum(map(str.endswith, map(str.rstrip, lines, repeat(_ELLIPSIS_CLOSERS)), repeat(_ELLIPSIS_ENDS)))
+    return ends / len(lines)
 
 
 def bullet_line_ratio(text: str, bullets: tuple[str, ...] = BULLETS) -> float:

@@ -444,12 +444,16 @@ def test_task_counted_routing_equals_datatrove_base_filter(books):
 
 def test_line_rules_with_their_guards_equal_the_loops_over_lines(books):
     """`ellipsis_line_ratio` and `readmore_line_ratio` return 0.0 without looking at lines when the text holds no
-    ellipsis or no suffix, and the line rules count with C loops (`map`); the values (and the non-empty lines) are
+    ellipsis or no suffix, and the line rules count with C loops (`map`; a line's ellipsis end by stripping closers
+    instead of the regex); the values (and the non-empty lines) are
     exactly (==) the Python loops over every line, on every Chinese sample document
     (raw and NFKC) and on texts where the guard must not fire (suffixes in other cases, a final sigma)."""
     notes = [b.strip() for b in (SAMPLE / "notes_zh.txt").read_text(encoding="utf-8").split("\n\n") if b.strip()]
     texts = books + notes + [z.normalize(t) for t in books + notes]
     texts += ["第一段\n点击展开\n", "READ MORE\nREADMORE\n", "a……”\nb...\n", "x。。\ny。", "ΑΣ\nreadmoreΣ", ""]
+    texts += ["a..)\nb.…\nc。。。”’」\n……\nd..\ne…x\n「f……」』】\n'g...'\n", "h。。]\n i.... \n。\n", 'j…"\nk.\n']
+    rng = random.Random(15)  # random lines of ellipsis characters, closers, letters and spaces
+    texts += ["".join(rng.choices("…..。。”’」』)）]】\"'ab \n", k=rng.randint(1, 40))) for _ in range(3000)]
 
     def nonempty_lines(text: str) -> tuple[str, ...]:
         return tuple(s for line in text.splitlines() if (s := line.strip()))
