@@ -182,8 +182,10 @@ def test_entropy_unique_chars_and_sentences_equal_their_definitions(books):
         "。。a。!b",
         "，、“”。x",
         " \n ",
+        QIANZIWEN * 30 + "\U00020000\U0002a6d6" + JINGYESI * 10,  # beyond the Basic Multilingual Plane
     ]:
         n = len(text)
+        assert z._char_counts(text) == list(Counter(text).values()), text[:40]
         assert z.char_entropy(text) == -sum(c / n * math.log(c / n) for c in Counter(text).values()), text[:40]
         assert z.unique_char_ratio(text) == len(set(text)) / n
         assert z.sentence_count(text) == z.sentence_count_plain(text), text[:40]
@@ -208,6 +210,34 @@ def test_stripping_through_the_code_point_table_equals_the_regex(books):
         for pattern in (z._NON_WORD, z._PUNCT_KEEP_SPACE):
             assert z._strip(pattern, text) == pattern.sub("", text), (pattern.pattern, text[:40])
     assert z.word_chars(texts[0]) == z._NON_WORD.sub("", texts[0])
+
+
+def test_counts_through_the_code_point_tables_equal_the_regex(books):
+    """Digits and punctuation are counted through tables of every code point for long texts, digits on the text
+    instead of its word characters, and the hash and ellipsis runs behind a check for their characters: every value
+    equals the regex definition (==) on every Chinese sample document (raw and NFKC), on every code point in
+    shuffled runs (astral ones through the regex), and on texts full of the characters the guards look for; every
+    digit (\\d) of the whole code space is a word character (\\w)."""
+    assert all(z._WORD_CHAR.match(c) for c in map(chr, range(0x110000)) if z._DIGIT.match(c))
+    notes = [b.strip() for b in (SAMPLE / "notes_zh.txt").read_text(encoding="utf-8").split("\n\n") if b.strip()]
+    texts = books + notes + [z.normalize(t) for t in books + notes]
+    shuffled = list(map(chr, range(0x110000)))
+    random.Random(14).shuffle(shuffled)
+    bmp = [c for c in shuffled if ord(c) < z.TABLE_CODE_POINTS]
+    texts += [
+        "".join(shuffled),
+        "".join(bmp),
+        "".join(bmp[:5000]),
+        "#＃##。。…..１２3٣" * 30,
+        "𠀀" + "中文，12。。" * 60,
+    ]
+    texts += ["", "#", "..", "abc"]
+    for text in texts:
+        chars = z._NON_WORD.sub("", text)
+        assert z.digit_ratio(text) == (len(z._DIGIT.findall(chars)) / len(chars) if chars else 0.0), text[:40]
+        assert z.punctuation_ratio(text) == (len(z._PUNCTUATION.findall(text)) / len(text) if text else 0.0)
+        assert z.hash_ratio(text) == (len(z._HASH_RUN.findall(text)) / len(text) if text else 0.0), text[:40]
+        assert z.ellipsis_ratio(text) == (len(z._ELLIPSIS_RUN.findall(text)) / len(text) if text else 0.0)
 
 
 def test_bracket_ratio(classical):
@@ -414,12 +444,16 @@ def test_task_counted_routing_equals_datatrove_base_filter(books):
 
 def test_line_rules_with_their_guards_equal_the_loops_over_lines(books):
     """`ellipsis_line_ratio` and `readmore_line_ratio` return 0.0 without looking at lines when the text holds no
-    ellipsis or no suffix, and the line rules count with C loops (`map`); the values (and the non-empty lines) are
+    ellipsis or no suffix, and the line rules count with C loops (`map`; a line's ellipsis end by stripping closers
+    instead of the regex); the values (and the non-empty lines) are
     exactly (==) the Python loops over every line, on every Chinese sample document
     (raw and NFKC) and on texts where the guard must not fire (suffixes in other cases, a final sigma)."""
     notes = [b.strip() for b in (SAMPLE / "notes_zh.txt").read_text(encoding="utf-8").split("\n\n") if b.strip()]
     texts = books + notes + [z.normalize(t) for t in books + notes]
     texts += ["第一段\n点击展开\n", "READ MORE\nREADMORE\n", "a……”\nb...\n", "x。。\ny。", "ΑΣ\nreadmoreΣ", ""]
+    texts += ["a..)\nb.…\nc。。。”’」\n……\nd..\ne…x\n「f……」』】\n'g...'\n", "h。。]\n i.... \n。\n", 'j…"\nk.\n']
+    rng = random.Random(15)  # random lines of ellipsis characters, closers, letters and spaces
+    texts += ["".join(rng.choices("…..。。”’」』)）]】\"'ab \n", k=rng.randint(1, 40))) for _ in range(3000)]
 
     def nonempty_lines(text: str) -> tuple[str, ...]:
         return tuple(s for line in text.splitlines() if (s := line.strip()))
