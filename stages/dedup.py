@@ -6,9 +6,10 @@ signatures, all candidates' shingles or all duplicate ids:
 1. `signatures` (executor.tasks tasks): each task reads its share of the input and writes, per document, a 128-bit
    exact key and one 64-bit key per LSH band (MinHash over character 13-grams for Chinese, word 5-grams
    otherwise), already split by bucket part (key % bucket_parts), plus the document ids, under `<stage>/work/`.
-2. `buckets` (one task per band and key range, and per key range of the exact keys): sorts one band's keys of its
-   range from every task and writes the pairs of documents that share a key; near pairs (smaller node first) are
-   split by verification part, hash(smaller node) % verify_parts.
+2. `buckets` (one job per band and key range, and per key range of the exact keys; min(jobs, executor.tasks)
+   tasks, each doing its share of the jobs one after the other): sorts one band's keys of its range from every task
+   and writes the pairs of documents that share a key; near pairs (smaller node first) are split by verification
+   part, hash(smaller node) % verify_parts.
 3. verification (verify = "exact": `candidates` (verify_parts tasks) lists each part's distinct pairs and the
    documents it needs; `shingles` (executor.tasks tasks, the input split of step 1) writes those documents'
    shingle sets once per part that needs them; `verify` (verify_parts tasks) keeps the pairs whose exact Jaccard
@@ -236,9 +237,20 @@ def _pairs_of_equal_keys(keys: np.ndarray, nodes: np.ndarray) -> np.ndarray:
     return np.stack([n[first[member]], n[member]], axis=1)
 
 
+def bucket_jobs(cfg: DedupConfig) -> int:
+    """Jobs of the buckets step: one per LSH band and key range, and one per key range of the exact keys."""
+    return ((cfg.bands if cfg.minhash else 0) + (1 if cfg.exact else 0)) * cfg.bucket_parts
+
+
 class DedupBuckets(PipelineStep):
-    """Step 2: one task per LSH band and key range (and per range of the exact keys) finds documents sharing a key
-    across all tasks. Near pairs are written ordered (smaller node first) and split by verification part."""
+    """Step 2: one job per LSH band and key range (and per range of the exact keys) finds documents sharing a key
+    across all tasks. Near pairs are written ordered (smaller node first) and split by verification part.
+
+    A task does jobs rank, rank + world_size, ... one after the other (one job's keys in memory at a time), so the
+    phase runs min(jobs, executor.tasks) tasks: a task's setup in datatrove's executor (log handlers, stats and
+    completion files) cost about 0.013 CPU-s, and one task per job (15 at the defaults) was 0.2 CPU-s of every
+    dedup run whatever its size, against about 0.01 for the jobs' own work on 13 MB (BENCHMARKS.md, "Fourth
+    pass: dedup and ingest at small inputs")."""
 
     name = "dedup buckets"
     type = "🫂 - DEDUP"
@@ -248,8 +260,15 @@ class DedupBuckets(PipelineStep):
         self.work, self.cfg, self.signature_tasks = Path(work), cfg, signature_tasks
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        for job in range(rank, bucket_jobs(self.cfg), world_size):
+            self.stat_update("pairs", value=self.bucket_job(job))
+        return
+        yield
+
+    def bucket_job(self, job: int) -> int:
+        """Writes the pairs of one band's (or the exact keys') key range; returns how many."""
         cfg = self.cfg
-        group, part = divmod(rank, cfg.bucket_parts)
+        group, part = divmod(job, cfg.bucket_parts)
         exact_task = cfg.exact and group == (cfg.bands if cfg.minhash else 0)
         folder = (self.work / "exact" if exact_task else self.work / "bands" / f"{group:03d}") / f"{part:03d}"
         keys, nodes = [], []
@@ -266,9 +285,7 @@ class DedupBuckets(PipelineStep):
             owner = _part_of(pairs[:, 0], verify_parts)
             for v in range(verify_parts):
                 _save(self.work / "pairs" / "near" / f"{v:03d}" / f"band_{group:03d}_{part:03d}.npy", pairs[owner == v])
-        self.stat_update("pairs", value=len(pairs))
-        return
-        yield
+        return len(pairs)
 
 
 def _components(pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -675,8 +692,7 @@ def build(ctx: StageContext) -> list[Phase]:
     steps: list = []
     if cfg.exact or cfg.minhash:
         phases.append(Phase("signatures", [ShardReader(ctx.input_dir), DedupSignatures(work, cfg, seed)], ctx.tasks))
-        bucket_tasks = ((cfg.bands if cfg.minhash else 0) + (1 if cfg.exact else 0)) * cfg.bucket_parts
-        phases.append(Phase("buckets", [DedupBuckets(work, cfg, ctx.tasks)], bucket_tasks))
+        phases.append(Phase("buckets", [DedupBuckets(work, cfg, ctx.tasks)], min(bucket_jobs(cfg), ctx.tasks)))
         if cfg.minhash and cfg.verify == "exact":
             phases.append(Phase("candidates", [DedupCandidates(work, ctx.tasks, cfg)], cfg.verify_parts))
             phases.append(Phase("shingles", [ShardReader(ctx.input_dir), CandidateShingles(work, cfg)], ctx.tasks))
