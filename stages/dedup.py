@@ -6,9 +6,10 @@ signatures, all candidates' shingles or all duplicate ids:
 1. `signatures` (executor.tasks tasks): each task reads its share of the input and writes, per document, a 128-bit
    exact key and one 64-bit key per LSH band (MinHash over character 13-grams for Chinese, word 5-grams
    otherwise), already split by bucket part (key % bucket_parts), plus the document ids, under `<stage>/work/`.
-2. `buckets` (one task per band and key range, and per key range of the exact keys): sorts one band's keys of its
-   range from every task and writes the pairs of documents that share a key; near pairs (smaller node first) are
-   split by verification part, hash(smaller node) % verify_parts.
+2. `buckets` (one job per band and key range, and per key range of the exact keys; min(jobs, executor.tasks)
+   tasks, each doing its share of the jobs one after the other): sorts one band's keys of its range from every task
+   and writes the pairs of documents that share a key; near pairs (smaller node first) are split by verification
+   part, hash(smaller node) % verify_parts.
 3. verification (verify = "exact": `candidates` (verify_parts tasks) lists each part's distinct pairs and the
    documents it needs; `shingles` (executor.tasks tasks, the input split of step 1) writes those documents'
    shingle sets once per part that needs them; `verify` (verify_parts tasks) keeps the pairs whose exact Jaccard
@@ -25,6 +26,7 @@ signatures, all candidates' shingles or all duplicate ids:
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from pathlib import Path
@@ -153,9 +155,20 @@ def _pairs_of_equal_keys(keys: np.ndarray, nodes: np.ndarray) -> np.ndarray:
     return np.stack([n[first[member]], n[member]], axis=1)
 
 
+def bucket_jobs(cfg: DedupConfig) -> int:
+    """Jobs of the buckets step: one per LSH band and key range, and one per key range of the exact keys."""
+    return ((cfg.bands if cfg.minhash else 0) + (1 if cfg.exact else 0)) * cfg.bucket_parts
+
+
 class DedupBuckets(PipelineStep):
-    """Step 2: one task per LSH band and key range (and per range of the exact keys) finds documents sharing a key
-    across all tasks. Near pairs are written ordered (smaller node first) and split by verification part."""
+    """Step 2: one job per LSH band and key range (and per range of the exact keys) finds documents sharing a key
+    across all tasks. Near pairs are written ordered (smaller node first) and split by verification part.
+
+    A task does jobs rank, rank + world_size, ... one after the other (one job's keys in memory at a time), so the
+    phase runs min(jobs, executor.tasks) tasks: a task's setup in datatrove's executor (log handlers, stats and
+    completion files) cost about 0.013 CPU-s, and one task per job (15 at the defaults) was 0.2 CPU-s of every
+    dedup run whatever its size, against about 0.01 for the jobs' own work on 13 MB (BENCHMARKS.md, "Fourth
+    pass: dedup and ingest at small inputs")."""
 
     name = "dedup buckets"
     type = "🫂 - DEDUP"
@@ -165,8 +178,14 @@ class DedupBuckets(PipelineStep):
         self.work, self.cfg, self.signature_tasks = Path(work), cfg, signature_tasks
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        yield from data or ()  # the steps before it in the task first (single-task phases merged, see build)
+        for job in range(rank, bucket_jobs(self.cfg), world_size):
+            self.stat_update("pairs", value=self.bucket_job(job))
+
+    def bucket_job(self, job: int) -> int:
+        """Writes the pairs of one band's (or the exact keys') key range; returns how many."""
         cfg = self.cfg
-        group, part = divmod(rank, cfg.bucket_parts)
+        group, part = divmod(job, cfg.bucket_parts)
         exact_task = cfg.exact and group == (cfg.bands if cfg.minhash else 0)
         folder = (self.work / "exact" if exact_task else self.work / "bands" / f"{group:03d}") / f"{part:03d}"
         keys, nodes = [], []
@@ -183,9 +202,7 @@ class DedupBuckets(PipelineStep):
             owner = _part_of(pairs[:, 0], verify_parts)
             for v in range(verify_parts):
                 _save(self.work / "pairs" / "near" / f"{v:03d}" / f"band_{group:03d}_{part:03d}.npy", pairs[owner == v])
-        self.stat_update("pairs", value=len(pairs))
-        return
-        yield
+        return len(pairs)
 
 
 def _components(pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -258,6 +275,7 @@ class DedupCandidates(PipelineStep):
         self.work, self.signature_tasks, self.cfg = Path(work), signature_tasks, cfg
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        yield from data or ()  # the steps before it in the task first (single-task phases merged, see build)
         pairs = _candidate_pairs(self.work, rank)
         linked = _exactly_linked(self.work, self.cfg, pairs)
         self.stat_update("exactly_linked_pairs", value=int(linked.sum()))
@@ -267,8 +285,6 @@ class DedupCandidates(PipelineStep):
         for r in range(self.signature_tasks):
             _save(self.work / "wanted" / f"{r:05d}" / f"{rank:03d}.npy", positions[ranks == r])
         self.stat_update("candidate_pairs", value=len(pairs))
-        return
-        yield
 
 
 class CandidateShingles(PipelineStep):
@@ -284,13 +300,18 @@ class CandidateShingles(PipelineStep):
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         parts = self.cfg.verify_parts
+        # the first document is read before the wanted lists: in a merged phase (see build) the reader runs the
+        # steps before it, which write them, when it is first asked for a document
+        docs = iter(data or ())
+        first = next(docs, None)
+        docs = docs if first is None else itertools.chain([first], docs)
         wanted = [np.load(self.work / "wanted" / f"{rank:05d}" / f"{v:03d}.npy") for v in range(parts)]
         needed_by: dict[int, list[int]] = {}
         for v, positions in enumerate(wanted):
             for p in positions.tolist():
                 needed_by.setdefault(p, []).append(v)
         sets: dict[int, np.ndarray] = {}
-        for pos, doc in enumerate(data or ()):
+        for pos, doc in enumerate(docs):
             if pos in needed_by:
                 meta = doc.metadata
                 sets[pos] = shingles_for(
@@ -334,6 +355,7 @@ class DedupVerify(PipelineStep):
         self.verify, self.verify_threshold = verify, verify_threshold
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        yield from data or ()  # the steps before it in the task first (single-task phases merged, see build)
         if self.verify == "exact":
             pairs = np.load(self.work / "candidates" / f"{rank:03d}.npy")
             accepted = self.exact_verified(pairs, rank)
@@ -343,8 +365,6 @@ class DedupVerify(PipelineStep):
         _save(self.work / "verified" / f"{rank:03d}.npy", accepted)
         self.stat_update("candidate_pairs", value=len(pairs))
         self.stat_update("verified_pairs", value=len(accepted))
-        return
-        yield
 
     def exact_verified(self, pairs: np.ndarray, part: int) -> np.ndarray:
         """The pairs whose exact shingle-set Jaccard is at least `verify_threshold`."""
@@ -417,6 +437,7 @@ class DedupClusters(PipelineStep):
         return _load_or_empty(files, (0, 2), np.int64)
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        yield from data or ()  # the steps before it in the task first (single-task phases merged, see build)
         exact_files = [self.work / "pairs" / "exact" / f"exact_{p:03d}.npy" for p in range(self.cfg.bucket_parts)]
         exact = _load_or_empty(exact_files if self.cfg.exact else [], (0, 2), np.int64)
         near = self.near_pairs()
@@ -434,8 +455,6 @@ class DedupClusters(PipelineStep):
             _save(self.work / "groups" / f"{k:03d}.npy", np.stack([nodes[sel], labels[sel], exact_of[sel]], axis=1))
         self.stat_update("grouped_documents", value=len(nodes))
         self.stat_update("groups", value=int(labels.max()) + 1 if len(labels) else 0)
-        return
-        yield
 
 
 class DedupKeepers(PipelineStep):
@@ -461,6 +480,7 @@ class DedupKeepers(PipelineStep):
         return out
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        yield from data or ()  # the steps before it in the task first (single-task phases merged, see build)
         groups = np.load(self.work / "groups" / f"{rank:03d}.npy")
         nodes, labels, exact_labels = groups[:, 0], groups[:, 1], groups[:, 2]
         ids = self.ids_of(nodes)
@@ -502,8 +522,6 @@ class DedupKeepers(PipelineStep):
         self.stat_update("removed", value=len(action))
         self.stat_update("clusters", value=len(cluster))
         logger.info(f"dedup keepers: {len(action)} documents to remove, {len(cluster)} near-duplicate clusters")
-        return
-        yield
 
 
 class DedupFilter(ReportsCounters, BaseFilter):
@@ -579,6 +597,22 @@ NEW_COLUMNS = [
 REMOVED_COLUMNS = [pa.field("duplicate_of", pa.string())]
 
 
+def merge_single_task_phases(phases: list[Phase]) -> list[Phase]:
+    """Consecutive phases of one task each, run as one phase of one task (named `a+b+...`): its steps one after
+    the other, each step draining the steps before it first, so the same work writes the same files in the same
+    order. What goes is each phase's setup in datatrove's executor (its three log handlers, executor.json, stats
+    and completion files: 0.02-0.03 CPU-s a phase) and, on Slurm, a job and its queue wait. At the defaults with
+    executor.tasks = 1 the seven phases before the filter are one; with 2 tasks, verify, clusters and keepers are."""
+    merged: list[Phase] = []
+    for phase in phases:
+        if merged and merged[-1].tasks == 1 and phase.tasks == 1:
+            before = merged[-1]
+            merged[-1] = Phase(f"{before.name}+{phase.name}", [*before.steps, *phase.steps], 1, phase.kept_schema)
+        else:
+            merged.append(phase)
+    return merged
+
+
 def build(ctx: StageContext) -> list[Phase]:
     cfg: DedupConfig = ctx.stage_cfg
     work = ctx.stage_dir / "work"
@@ -592,8 +626,7 @@ def build(ctx: StageContext) -> list[Phase]:
     steps: list = []
     if cfg.exact or cfg.minhash:
         phases.append(Phase("signatures", [ShardReader(ctx.input_dir), DedupSignatures(work, cfg, seed)], ctx.tasks))
-        bucket_tasks = ((cfg.bands if cfg.minhash else 0) + (1 if cfg.exact else 0)) * cfg.bucket_parts
-        phases.append(Phase("buckets", [DedupBuckets(work, cfg, ctx.tasks)], bucket_tasks))
+        phases.append(Phase("buckets", [DedupBuckets(work, cfg, ctx.tasks)], min(bucket_jobs(cfg), ctx.tasks)))
         if cfg.minhash and cfg.verify == "exact":
             phases.append(Phase("candidates", [DedupCandidates(work, ctx.tasks, cfg)], cfg.verify_parts))
             phases.append(Phase("shingles", [ShardReader(ctx.input_dir), CandidateShingles(work, cfg)], ctx.tasks))
@@ -602,6 +635,7 @@ def build(ctx: StageContext) -> list[Phase]:
             phases.append(Phase("verify", [verify], cfg.verify_parts))
         phases.append(Phase("clusters", [DedupClusters(work, ctx.tasks, cfg)], 1))
         phases.append(Phase("keepers", [DedupKeepers(work, ctx.tasks)], cfg.cluster_parts))
+        phases = merge_single_task_phases(phases)
         steps.append(DedupFilter(work, cfg.cluster_parts))
     if cfg.similar_lines:
         steps.append(SimilarLines(cfg))

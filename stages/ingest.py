@@ -885,10 +885,9 @@ class IdRepeats(PipelineStep):
         self.buckets = buckets  # None: one task per bucket
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        yield from data or ()  # the steps before it in the task first
         for bucket in range(rank, self.buckets or world_size, world_size):
             self._bucket(bucket)
-        if data:
-            yield from data
 
     def _bucket(self, bucket: int) -> None:
         files = sorted((self.work / "ids" / f"{bucket:04d}").glob("*.parquet"))
@@ -1029,8 +1028,11 @@ def build(ctx: StageContext) -> list[Phase]:
     main = main_phase(IngestReader(specs, stage_cfg, progress=progress, id_work=work, id_buckets=stage_cfg.id_buckets))
     again_reader = IngestReader(specs, stage_cfg, progress=progress, repeats_dir=work / "repeats")
     again = main_phase(again_reader)
-    return [
-        main,
-        Phase("repeats", [IdRepeats(work, stage_cfg.id_buckets)], min(stage_cfg.id_buckets, ctx.tasks)),
-        Phase("duplicates", [IdDuplicatesRedo(again_reader, again.steps)], ctx.tasks, kept_schema=again.kept_schema),
-    ]
+    repeats = Phase("repeats", [IdRepeats(work, stage_cfg.id_buckets)], min(stage_cfg.id_buckets, ctx.tasks))
+    duplicates = Phase("duplicates", [IdDuplicatesRedo(again_reader, again.steps)], ctx.tasks, again.kept_schema)
+    if repeats.tasks == duplicates.tasks == 1:
+        # one task each: one phase whose task finds the repeats, then reads again if its files hold one. A phase's
+        # setup in datatrove's executor (log handlers, executor.json, stats and completion files) is 0.02-0.03
+        # CPU-s, a tenth of what id_field added to a one-task ingest of 2.4 MB (BENCHMARKS.md, "Fourth pass")
+        return [main, Phase("repeats+duplicates", [*repeats.steps, *duplicates.steps], 1, again.kept_schema)]
+    return [main, repeats, duplicates]

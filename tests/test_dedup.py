@@ -16,6 +16,7 @@ import unicodedata
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 import xxhash
 from datasketch import MinHash
@@ -366,6 +367,37 @@ def test_same_kept_set_with_1_and_4_tasks(dedup_runs):
         for cfg, _ in dedup_runs.values()
     ]
     assert frames[0].equals(frames[1])
+
+
+def test_single_task_phases_merged_write_what_separate_phases_write(dedup_runs, tmp_path, books, monkeypatch):
+    """With one task, the seven phases before the filter run as one (no phase setup each), and every file they
+    write under work/ (keys, pairs, candidates, shingle sets, verified pairs, groups, keepers' plans, ids) and the
+    kept and removed shards equal those of the same run with each phase on its own."""
+    cfg, stats = dedup_runs[1]
+    run = json.loads((cfg.workdir / "dedup" / "run.json").read_text())
+    assert run["phases"] == ["signatures+buckets+candidates+shingles+verify+clusters+keepers", "filter"]
+    assert run["phase_tasks"] == [1, 1]
+    monkeypatch.setattr(dedup, "merge_single_task_phases", lambda phases: phases)
+    build_corpus(tmp_path, books)
+    sets = ["stages.langid.enabled=false", "stages.filter.enabled=false", "tokenizer.enabled=false"]
+    separate = load_config(write_config(tmp_path, BODY, tasks=1, workers=1), [*sets, "tokens.enabled=false"])
+    runner.run_stage(separate, "ingest")
+    assert runner.run_stage(separate, "dedup")["removed_by_reason"] == stats["removed_by_reason"]
+    assert json.loads((separate.workdir / "dedup" / "run.json").read_text())["phases"] == [
+        "signatures", "buckets", "candidates", "shingles", "verify", "clusters", "keepers", "filter"
+    ]  # fmt: skip
+    work, work_separate = cfg.workdir / "dedup" / "work", separate.workdir / "dedup" / "work"
+    files = sorted(f.relative_to(work) for f in work.rglob("*") if f.is_file())
+    assert files == sorted(f.relative_to(work_separate) for f in work_separate.rglob("*") if f.is_file())
+    assert len(files) > 40
+    for name in files:
+        if name.suffix == ".npy":
+            assert np.array_equal(np.load(work / name), np.load(work_separate / name)), name
+        else:
+            assert pq.read_table(work / name).equals(pq.read_table(work_separate / name)), name
+    for part in ("kept", "removed"):
+        ours = pl.read_parquet(cfg.workdir / "dedup" / part / "*.parquet").sort("id")
+        assert ours.equals(pl.read_parquet(separate.workdir / "dedup" / part / "*.parquet").sort("id"))
 
 
 def test_similar_lines_rewrites_text_but_not_code(tmp_path, zh_docs):

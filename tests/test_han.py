@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from model.han import SAMPLE_CHARS, contains_han, han_share, is_chinese
+from model.han import HAN, SAMPLE_CHARS, contains_han, han_share, is_chinese
 from model.vocab import guess_lang
 from stages.decontam import item_mode, read_items
 from stages.dedup_rules import uses_char_shingles
@@ -82,3 +82,27 @@ def test_benchmark_items_of_the_sample():
     assert len(charm) == 42 and len(mmlu) == 285
     assert all(is_chinese(q) for q in charm)
     assert not any(is_chinese(q) for q in mmlu)
+
+
+def _han_share_definition(text: str, sample: int = SAMPLE_CHARS) -> float:
+    """han_share as first written: the regex's matches over the non-space characters."""
+    head = text[:sample]
+    visible = len(head) - sum(map(str.isspace, head))
+    return len(HAN.findall(head)) / visible if visible else 0.0
+
+
+def test_han_share_equals_its_regex_definition(books, en_docs):
+    """The NumPy count gives exactly the regex's share: on every sample book and English article, whole and cut at
+    the sample's edge, and on each range's first and last code point and their neighbours, every whitespace
+    character, lone surrogates, characters beyond plane 3, mixed with Han text."""
+    spaces = "".join(chr(c) for c in range(0x110000) if chr(c).isspace())
+    edges = []
+    for first, last in ((0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xF900, 0xFAFF), (0x20000, 0x3FFFF)):
+        edges += [chr(c) for c in (first - 1, first, first + 1, last - 1, last, last + 1)]
+    odd = ["\ud800", "\udfff", "\U00040000", "\U0010ffff", "\x00", "", spaces, spaces + "人", "A" + spaces]
+    texts = [*books, *en_docs, *edges, *odd, "".join(edges) + spaces + "".join(odd) + UDHR_ZH]
+    texts += [books[0][: SAMPLE_CHARS - 1] + spaces + "人人人", spaces * 200 + UDHR_ZH]
+    for text in texts:
+        for sample in (SAMPLE_CHARS, 7):
+            assert han_share(text, sample) == _han_share_definition(text, sample), (text[:40], sample)
+    assert sum(han_share(t) == 1.0 for t in edges) == 16  # the first, second, second-to-last and last of each range
