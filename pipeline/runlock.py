@@ -157,6 +157,8 @@ def _watch_runner(runner_pid: int) -> None:
     except ProcessLookupError:  # the runner is already gone
         os.kill(os.getpid(), signal.SIGKILL)
         return
+    except OSError:  # no pidfd (Linux < 5.3): the worker outlives a killed runner, and the tasks byte guards the rerun
+        return
 
     def watch() -> None:
         select.select([pidfd], [], [])
