@@ -70,6 +70,15 @@ def wait_for_exit(pid: int, seconds: float) -> bool:
         pidfd = os.pidfd_open(pid)
     except ProcessLookupError:
         return True
+    except OSError:  # no pidfd (Linux < 5.3): look every 50 ms whether it is still there
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return True
+            time.sleep(0.05)
+        return False
     try:
         ready, _, _ = select.select([pidfd], [], [], max(0.0, seconds))
         return bool(ready)
