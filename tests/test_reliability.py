@@ -540,19 +540,23 @@ def test_a_live_task_process_of_a_dead_run_is_waited_for_then_named(tmp_path, zh
     lock = run_dir / "out" / "ingest" / runner.LOCK_NAME
     cfg = load_config(cfg_path)
 
-    holder = hold_the_tasks_lock(lock)
+    holders = [hold_the_tasks_lock(lock), hold_the_tasks_lock(lock)]
     monkeypatch.setattr(runner, "LEFTOVER_WAIT_SECONDS", 1.0)
     try:
         with pytest.raises(runner.StageError) as refused:
             runner.run_stage(cfg, "ingest")
-        assert holder.poll() is None
+        assert [h.poll() for h in holders] == [None, None]
     finally:
-        holder.kill()
-        holder.wait()
+        for h in holders:
+            h.kill()
+            h.wait()
     message = str(refused.value)
     assert f"the run that held {lock} (host {socket.gethostname()} pid {first.pid} since" in message
-    assert f"still alive after 1s and may still be writing the stage's files: pid {holder.pid} (" in message
-    assert f"Stop them (`kill {holder.pid}`) and run again" in message
+    assert "still alive after 1s and may still be writing the stage's files: pid " in message
+    assert all(f"pid {h.pid} (" in message for h in holders), message  # both named, not just the one F_GETLK gives
+    pids = sorted(h.pid for h in holders)
+    assert message.endswith("and run again") and "`kill " in message
+    assert sorted(int(p) for p in message.split("`kill ")[1].split("`")[0].split()) == pids
     assert len(list(tasks.glob("*.json"))) == 1  # nothing ran beside it
 
     holder = hold_the_tasks_lock(lock)
