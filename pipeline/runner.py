@@ -7,7 +7,8 @@ Per stage, under `<workdir>/<stage>/`:
 - `run.json`: how the stage was launched (tasks, phases) and from what (`fingerprint`: its settings, inputs, code
   version), so a rerun with another task count or other settings is refused;
 - `stats.json`: the merged counts, written once every task of the last phase is complete;
-- `run.lock`: held (flock) by the one command running or submitting the stage; holds that command's host and pid.
+- `run.lock`: locked (pipeline/runlock.py) by the one command running or submitting the stage and by its local workers;
+  holds that command's host and pid.
 A finished task is never redone (datatrove's completion markers); `--force` empties the stage folder first.
 """
 
