@@ -381,8 +381,8 @@ def check_runnable(cfg: Config, stage: str) -> None:
 
 
 LOCK_NAME = "run.lock"
-# How long a rerun waits for the task processes of a killed run to exit (see pipeline/runlock.py). Killed processes
-# exit within milliseconds, a second at load 15; a worker that outlived its runner ends itself at once (TaskLock).
+# How long a rerun waits for the task processes of a killed run to exit (see pipeline/runlock.py). A killed process
+# was gone 0.02 s after its runner was reaped at load 6; a worker that outlived its runner ends itself (TaskLock).
 LEFTOVER_WAIT_SECONDS = 20.0
 
 
