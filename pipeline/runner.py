@@ -7,13 +7,13 @@ Per stage, under `<workdir>/<stage>/`:
 - `run.json`: how the stage was launched (tasks, phases) and from what (`fingerprint`: its settings, inputs, code
   version), so a rerun with another task count or other settings is refused;
 - `stats.json`: the merged counts, written once every task of the last phase is complete;
-- `run.lock`: held (flock) by the one command running or submitting the stage; holds that command's host and pid.
+- `run.lock`: locked (pipeline/runlock.py) by the one command running or submitting the stage and by its local workers;
+  holds that command's host and pid.
 A finished task is never redone (datatrove's completion markers); `--force` empties the stage folder first.
 """
 
 from __future__ import annotations
 
-import fcntl
 import functools
 import hashlib
 import importlib
@@ -33,6 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipeline import runlock
 from pipeline.cluster import ExecutorError, connect_ray, slurm_jobs_in_queue
 from pipeline.config import STAGE_ORDER, Config
 from stages.files import atomic_write_json
@@ -387,6 +388,13 @@ def check_runnable(cfg: Config, stage: str) -> None:
 
 
 LOCK_NAME = "run.lock"
+# How long a rerun waits for the task processes of a killed run to exit (see pipeline/runlock.py). A killed process
+# was gone 0.02 s after its runner was reaped at load 6; a worker that outlived its runner ends itself (TaskLock).
+LEFTOVER_WAIT_SECONDS = 20.0
+
+
+def _lock_record(fd: int) -> str:
+    return os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "a process that has not written its id"
 
 
 @contextmanager
@@ -394,27 +402,50 @@ def stage_lock(cfg: Config, stage: str) -> Iterator[None]:
     """Hold `<stage>/run.lock` for the duration of the command that runs or submits the stage.
 
     Two commands on one stage (a second terminal, a retry while the first still runs) would write the same task
-    files and one would die with a traceback; the second one is refused instead, naming the holder. flock is
-    released by the kernel when the holder's process dies, so a lock left by a killed run is simply taken over
-    (its file still holds the dead pid; the new holder overwrites it). A `--wait`-less Slurm submit holds it only
-    while submitting: the jobs' own tasks are guarded by the Slurm queue check in run_stage."""
+    files and one would die with a traceback; the second one is refused instead, naming the holder. The lock is a
+    record lock of this process alone (pipeline/runlock.py): the kernel drops it while the process exits, so a killed
+    run's lock is taken over (its file still holds the dead pid; the new holder overwrites it). Task processes of a
+    killed run that are still exiting are waited for (LEFTOVER_WAIT_SECONDS); live ones are named and the run is
+    refused. A `--wait`-less Slurm submit holds it only while submitting: the jobs' own tasks are guarded by the
+    Slurm queue check in run_stage."""
     d = stage_dir(cfg, stage)
     d.mkdir(parents=True, exist_ok=True)
     path = d / LOCK_NAME
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip() or "a process that has not written its id"
+        if not runlock.try_lock(fd, runlock.RUNNER_BYTE, exclusive=True):
             raise StageError(
-                f"stage {stage!r} is already being run by another command ({holder}; lock {path}): wait for it to "
-                "finish, or stop that process and run again"
-            ) from None
+                f"stage {stage!r} is already being run by another command ({_lock_record(fd)}; lock {path}): wait "
+                "for it to finish, or stop that process and run again"
+            )
+        previous = _lock_record(fd)
+
+        def waiting(pid: int) -> None:
+            _log(
+                f"{stage}: the run that held {path} ({previous}) is gone; waiting up to {LEFTOVER_WAIT_SECONDS:g}s "
+                f"for its task process {runlock.describe(pid)} to exit"
+            )
+
+        left = runlock.wait_for_task_processes(fd, LEFTOVER_WAIT_SECONDS, waiting)
+        if left:
+            names = "; ".join("a process on another host" if p == 0 else runlock.describe(p) for p in left)
+            kill = " ".join(str(p) for p in left if p > 0)
+            raise StageError(
+                f"stage {stage!r}: the run that held {path} ({previous}) is gone, but task processes of it are still "
+                f"alive after {LEFTOVER_WAIT_SECONDS:g}s and may still be writing the stage's files: {names}. "
+                + (f"Stop them (`kill {kill}`) and run again" if kill else "Stop them and run again")
+            )
         since = datetime.now(UTC).isoformat(timespec="seconds")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"host {socket.gethostname()} pid {os.getpid()} since {since}\n".encode(), 0)
-        yield
+
+        def on_sigterm() -> None:
+            _log(
+                f"{stage}: SIGTERM: stopping its tasks; `pipeline run {stage}` again resumes (finished tasks are kept)"
+            )
+
+        with runlock.held_by_this_process(on_sigterm):
+            yield
     finally:
         os.close(fd)  # releases the lock
 
@@ -549,6 +580,8 @@ def _run_stage_locked(
         return stats
     for i, phase in enumerate(phases, 1):
         steps = add_progress_mark(phase.steps, d / "progress" / phase.name)
+        if kind == "local":  # a local worker holds the lock's tasks byte and ends when this runner is killed
+            steps = [runlock.TaskLock(d / LOCK_NAME, os.getpid()), *steps]
         executor = make_executor(cfg, steps, phase.tasks, d / "logs" / phase.name, f"{stage}-{phase.name}")
         line = _progress_line(cfg, stage, phase, steps, src)
         line.start()

@@ -393,21 +393,21 @@ def test_resume_after_kill_during_the_id_check_gives_the_clean_run(tmp_path, zh_
     assert verify(cfg, quiet=True) == []
 
 
-def start_ingest_blocked_on_a_fifo(tmp_path, zh_docs):
-    """`pipeline run ingest` (2 tasks, 1 worker) in its own process session over two files: part-0 with 10 documents,
-    and part-1, a FIFO nobody writes to, so task 1 blocks in it until the process is killed. Returns the source
-    folder, the run folder, the config path and the process."""
+def start_ingest_blocked_on_a_fifo(tmp_path, zh_docs, workers: int = 1, stderr=subprocess.DEVNULL):
+    """`pipeline run ingest` (2 tasks, `workers` at a time) in its own process session over two files: part-0 with 10
+    documents, and part-1, a FIFO nobody writes to, so task 1 blocks in it until the process is killed. Returns the
+    source folder, the run folder, the config path and the process."""
     src = tmp_path / "src"
     src.mkdir()
     write_jsonl(src / "part-0.jsonl", [{"text": d} for d in zh_docs[:10]])
     os.mkfifo(src / "part-1.jsonl")
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    cfg_path = write_config(run_dir, source("s", str(src), "jsonl"), tasks=2, workers=1)
+    cfg_path = write_config(run_dir, source("s", str(src), "jsonl"), tasks=2, workers=workers)
     first = subprocess.Popen(
         [sys.executable, "-m", "pipeline", "run", "ingest", "--config", str(cfg_path)],
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=stderr,
         start_new_session=True,
     )
     return src, run_dir, cfg_path, first
@@ -448,6 +448,138 @@ def test_a_second_run_of_a_running_stage_is_refused_and_a_dead_runs_lock_is_take
     stats = runner.run_stage(cfg, "ingest")
     assert stats["kept"] == 20
     assert f"pid {os.getpid()} " in lock.read_text()
+    assert verify(cfg, quiet=True) == []
+
+
+def session_processes(sid: int) -> dict[int, str]:
+    """{pid: command line} of the live (not zombie) processes of process session `sid`, from /proc."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(") ", 1)[1].split()
+            if entry.name.isdigit() and fields[0] != "Z" and int(fields[3]) == sid:
+                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:80]
+        except (OSError, IndexError):
+            continue
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_a_rerun_right_after_the_runner_alone_is_killed_while_its_workers_run_resumes(tmp_path, zh_docs, sig):
+    """`kill -9` (or `kill`, SIGTERM) of the runner's pid alone, not its process group, while a worker process
+    (workers = 2, forkserver) is inside a task: nothing of the killed run lives on (the worker, datatrove's Manager,
+    the forkserver), and a rerun started at once resumes to the uninterrupted run's corpus. Before, the Manager kept
+    the run lock for ever and every rerun was refused naming the dead pid."""
+    err = tmp_path / "first.err"
+    with err.open("w") as err_file:
+        src, run_dir, cfg_path, first = start_ingest_blocked_on_a_fifo(tmp_path, zh_docs, workers=2, stderr=err_file)
+    lock = run_dir / "out" / "ingest" / runner.LOCK_NAME
+    completions = run_dir / "out" / "ingest" / "logs" / "main" / "completions"
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(completions.glob("*")):  # task 0 done, task 1 blocked in the FIFO
+        time.sleep(0.05)
+    try:
+        assert first.poll() is None, "the run finished before it could be killed"
+        workers = [p for p, cmd in session_processes(first.pid).items() if "forkserver" in cmd and p != first.pid]
+        assert workers, session_processes(first.pid)
+        os.kill(first.pid, sig)
+        first.wait()
+        unblock(src, zh_docs)
+        cfg = load_config(cfg_path)
+        stats = runner.run_stage(cfg, "ingest")  # at once: no wait here, the runner waits for what must end first
+    finally:
+        for pid in session_processes(first.pid):  # whatever a failure left, not to outlive the test
+            os.kill(pid, signal.SIGKILL)
+    if sig == signal.SIGTERM:
+        assert first.returncode == 128 + signal.SIGTERM
+        assert "ingest: SIGTERM: stopping its tasks; `pipeline run ingest` again resumes" in err.read_text()
+    else:
+        assert first.returncode == -signal.SIGKILL
+    assert stats["kept"] == 20 and f"pid {os.getpid()} " in lock.read_text()
+    deadline = time.time() + 60  # the forkserver and resource tracker leave once the workers are gone
+    while session_processes(first.pid) and time.time() < deadline:
+        time.sleep(0.1)
+    assert session_processes(first.pid) == {}
+    clean_dir = tmp_path / "clean"
+    clean_dir.mkdir()
+    clean_cfg, _ = run_ingest(write_config(clean_dir, source("s", str(src), "jsonl"), tasks=2))
+    assert kept(clean_cfg).sort("id").equals(kept(cfg).sort("id"))
+    assert verify(cfg, quiet=True) == []
+
+
+def hold_the_tasks_lock(lock: Path) -> subprocess.Popen:
+    """A process that holds the tasks byte of `lock` as a worker of a killed run does (pipeline.runlock.TaskLock)
+    and keeps it until killed; returns once it holds it."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os, sys; from pipeline import runlock; fd = os.open(sys.argv[1], os.O_RDWR); "
+            "assert runlock.try_lock(fd, runlock.TASKS_BYTE, exclusive=False); print('held', flush=True); sys.stdin.read()",
+            str(lock),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert holder.stdout.readline() == "held\n"
+    return holder
+
+
+@pytest.mark.slow
+def test_a_live_task_process_of_a_dead_run_is_waited_for_then_named(tmp_path, zh_docs, monkeypatch):
+    """A task process of a killed run still holding the lock: the rerun waits for it (and says so); if it exits the
+    rerun resumes; if it is still alive after LEFTOVER_WAIT_SECONDS the rerun is refused, naming its pid and command
+    and saying to kill it, and has written nothing."""
+    src, run_dir, cfg_path, first = start_ingest_blocked_on_a_fifo(tmp_path, zh_docs)
+    tasks = run_dir / "out" / "ingest" / "tasks"
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tasks.glob("*.json")):
+        time.sleep(0.05)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    unblock(src, zh_docs)
+    lock = run_dir / "out" / "ingest" / runner.LOCK_NAME
+    cfg = load_config(cfg_path)
+
+    holders = [hold_the_tasks_lock(lock), hold_the_tasks_lock(lock)]
+    monkeypatch.setattr(runner, "LEFTOVER_WAIT_SECONDS", 1.0)
+    try:
+        with pytest.raises(runner.StageError) as refused:
+            runner.run_stage(cfg, "ingest")
+        assert [h.poll() for h in holders] == [None, None]
+    finally:
+        for h in holders:
+            h.kill()
+            h.wait()
+    message = str(refused.value)
+    assert f"the run that held {lock} (host {socket.gethostname()} pid {first.pid} since" in message
+    assert "still alive after 1s and may still be writing the stage's files: pid " in message
+    assert all(f"pid {h.pid} (" in message for h in holders), message  # both named, not just the one F_GETLK gives
+    pids = sorted(h.pid for h in holders)
+    assert message.endswith("and run again") and "`kill " in message
+    assert sorted(int(p) for p in message.split("`kill ")[1].split("`")[0].split()) == pids
+    assert len(list(tasks.glob("*.json"))) == 1  # nothing ran beside it
+
+    holder = hold_the_tasks_lock(lock)
+    monkeypatch.setattr(runner, "LEFTOVER_WAIT_SECONDS", 120.0)
+    said = []
+
+    def log(msg: str) -> None:  # the process the rerun waits for exits while it waits (as a killed worker does)
+        said.append(msg)
+        if "waiting up to" in msg:
+            holder.kill()
+
+    monkeypatch.setattr(runner, "_log", log)
+    try:
+        stats = runner.run_stage(cfg, "ingest")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert said[0].startswith(f"ingest: the run that held {lock} (host {socket.gethostname()} pid {first.pid} since")
+    assert f"waiting up to 120s for its task process pid {holder.pid} (" in said[0]
+    assert stats["kept"] == 20
     assert verify(cfg, quiet=True) == []
 
 
