@@ -30,6 +30,7 @@ from stages.decontam import (
     cut_text,
     merge_spans,
     normalize,
+    normalized_texts,
     units,
     window_hashes_multi,
 )
@@ -182,6 +183,25 @@ def test_normalization_and_positions():
     assert [text[s:e] for s, e in zip(starts, ends)] == ["Ｔｈｅ", "ﬁnal", "ANSWER", "is", "42"]
     codes, starts, ends = units("李白，用钢笔写诗。", "zh")
     assert len(codes) == 7 and starts.tolist() == [0, 1, 3, 4, 5, 6, 7]
+
+
+def test_table_normalization_equals_normalize():
+    """`normalized_texts` (per-character table for texts of inert BMP characters, `normalize` for the others) gives
+    `normalize(text)[0]` for every BMP character alone, for every sample document (in batches of 64, as the stage
+    hashes them), and for random strings mixing characters that compose, reorder, case-map by context (Σ), expand
+    (İ, ﬁ, ㍿), lie beyond the BMP or are NUL or a lone surrogate, next to Chinese, full-width and ASCII text."""
+    bmp = [chr(c) for c in range(1, 0x10000) if not 0xD800 <= c <= 0xDFFF]
+    assert normalized_texts(bmp) == [normalize(c)[0] for c in bmp]
+    texts = sample_documents()
+    for i in range(0, len(texts), 64):
+        assert normalized_texts(texts[i : i + 64]) == [normalize(t)[0] for t in texts[i : i + 64]]
+    pool = list("一丁中国家ＡＢａ１，。：ΣσςİẞﬁＳ①⑴㍿가각\u1161\u11a8\u1100e\u0301\u00b4A\u0300か\u3099 \n\x00\ud800")
+    pool += ["\U0001f600", "\U00020000", "\U0002f800", "ΑΣ ", "word"]
+    rng = random.Random(3)
+    strings = ["".join(rng.choice(pool) for _ in range(rng.randint(0, 12))) for _ in range(20_000)]
+    for i in range(0, len(strings), 64):
+        assert normalized_texts(strings[i : i + 64]) == [normalize(t)[0] for t in strings[i : i + 64]]
+    assert normalized_texts([]) == [] and normalized_texts([""]) == [""] and normalized_texts(["", ""]) == ["", ""]
 
 
 def test_window_hashes_are_the_polynomial_of_each_window():
