@@ -33,7 +33,6 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
-import itertools
 import json
 import re
 import time
@@ -47,7 +46,6 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import xxhash
 from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from pydantic import Field
@@ -141,7 +139,6 @@ class DecontamConfig(StageConfig):
 
 # ------------------------------------------------------------------------------------------- text to units
 
-_WORD = re.compile(r"\w+")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 _M64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -308,13 +305,10 @@ def units(text: str, mode: str, positions: bool = True, normalized: tuple | None
             return codes, None, None
         starts, ends = keep.astype(np.int64), keep.astype(np.int64) + 1
     else:
+        cps = np.frombuffer(norm.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        codes, starts, ends = word_codes(cps)
         if not positions:
-            words = _WORD.findall(norm)
-            return np.fromiter(map(xxhash.xxh3_64_intdigest, words), dtype=np.uint64, count=len(words)), None, None
-        found = [(m.start(), m.end(), m.group()) for m in _WORD.finditer(norm)]
-        codes = np.fromiter((xxhash.xxh3_64_intdigest(w) for _, _, w in found), dtype=np.uint64, count=len(found))
-        starts = np.fromiter((s for s, _, _ in found), dtype=np.int64, count=len(found))
-        ends = np.fromiter((e for _, e, _ in found), dtype=np.int64, count=len(found))
+            return codes, None, None
     if pos is not None and len(starts):
         starts, ends = pos[starts], pos[ends - 1] + 1
     return codes, starts, ends
@@ -328,12 +322,39 @@ def _alnum(cps: np.ndarray) -> np.ndarray:
     global _BMP_ALNUM
     if _BMP_ALNUM is None:
         _BMP_ALNUM = np.fromiter((chr(c).isalnum() for c in range(0x10000)), dtype=bool, count=0x10000)
+    if not len(cps) or cps.max() < 0x10000:  # nearly every text: one gather
+        return _BMP_ALNUM[cps]
     mask = np.zeros(len(cps), dtype=bool)
     bmp = cps < 0x10000
     mask[bmp] = _BMP_ALNUM[cps[bmp]]
     for i in np.flatnonzero(~bmp).tolist():
         mask[i] = chr(int(cps[i])).isalnum()
     return mask
+
+
+_UNDERSCORE = 0x5F
+
+
+def word_codes(cps: np.ndarray, alnum: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The words of a normalized text given as code points (uint32): each maximal run of `\\w` characters (what
+    `re` calls a word character: `str.isalnum()` or "_"), as a 64-bit code, with its [start, end) in `cps`.
+    A word's code is the polynomial of its characters' codes, sum_j c_j * B**(len-1-j) modulo 2**64 with
+    c = (code point + 1) * golden (as the zh units), taken for all words at once from one prefix sum as in
+    `window_hashes_multi`, then fmix64: the same for the same word wherever it stands, one NumPy pass per text
+    instead of a regex match and a hash call per word. `alnum` is `_alnum(cps)` when the caller has it."""
+    padded = np.zeros(len(cps) + 2, dtype=bool)  # a non-word character on either side
+    np.bitwise_or(_alnum(cps) if alnum is None else alnum, cps == _UNDERSCORE, out=padded[1:-1])
+    changes = np.flatnonzero(padded[1:] != padded[:-1])  # a word starts, then ends, then the next starts ...
+    starts, ends = changes[0::2], changes[1::2]
+    if not len(starts):
+        empty = np.empty(0, dtype=np.int64)
+        return np.empty(0, dtype=np.uint64), empty, empty
+    up, down = _base_powers(len(cps))
+    prefix = np.empty(len(cps) + 1, dtype=np.uint64)
+    prefix[0] = 0
+    np.cumsum((cps.astype(np.uint64) + np.uint64(1)) * np.uint64(_GOLDEN) * down, out=prefix[1:])
+    codes = (prefix[ends] - prefix[starts]) * up[ends - 1]
+    return _fmix64(codes), starts, ends
 
 
 def distinct(a: np.ndarray) -> np.ndarray:
@@ -490,10 +511,16 @@ INDEX_FILES = (
 )  # fmt: skip
 
 
+# Part of the index's fingerprint: an index built with other unit codes (before: words hashed with xxh3 of their
+# text; now `word_codes`) has other keys, so a workdir's index from that code is rebuilt, not reused.
+INDEX_FORMAT = "word codes: polynomial of code points"
+
+
 def build_index(cfg: DecontamConfig, files: list[tuple[BenchmarkFile, Path]], out: Path) -> dict:
     """Builds the n-gram index of all benchmarks into `out` (reused when the files and settings are unchanged).
     Returns its meta.json."""
     fingerprint = hashlib.sha256()
+    fingerprint.update(INDEX_FORMAT.encode())
     fingerprint.update(
         json.dumps(cfg.model_dump(exclude={"mode", "cut_margin", "max_splits"}), sort_keys=True).encode()
     )
@@ -638,23 +665,20 @@ class NgramIndex:
         if not texts:
             return []
         norms = normalized_texts(texts)
+        # letters and digits (zh) or words (en) of the texts joined by "\n" (no unit and no word character)
+        cps = np.frombuffer("\n".join(norms).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        text_starts = np.cumsum([0] + [len(n) + 1 for n in norms[:-1]])
         doc_parts: list[np.ndarray] = []
         hash_parts: list[np.ndarray] = []
+        alnum = _alnum(cps)
         for mode, lengths in self.lengths.items():
-            if mode == "zh":  # letters and digits of the texts joined by "\n" (not alnum: never a unit)
-                cps = np.frombuffer("\n".join(norms).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-                keep = np.flatnonzero(_alnum(cps))
+            if mode == "zh":
+                keep = np.flatnonzero(alnum)
                 codes = (cps[keep].astype(np.uint64) + np.uint64(1)) * np.uint64(_GOLDEN)
-                text_starts = np.cumsum([0] + [len(n) + 1 for n in norms[:-1]])
                 unit_doc = np.searchsorted(text_starts, keep, side="right") - 1
             else:
-                words = [_WORD.findall(n) for n in norms]
-                counts = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
-                total = int(counts.sum())
-                codes = np.fromiter(
-                    map(xxhash.xxh3_64_intdigest, itertools.chain.from_iterable(words)), dtype=np.uint64, count=total
-                )
-                unit_doc = np.repeat(np.arange(len(texts)), counts)
+                codes, word_starts, _ = word_codes(cps, alnum)
+                unit_doc = np.searchsorted(text_starts, word_starts, side="right") - 1
             for length, h in window_hashes_multi(codes, lengths).items():
                 inside = unit_doc[: len(h)] == unit_doc[length - 1 : length - 1 + len(h)]
                 top = (h >> np.uint64(64 - self.bucket_bits)).astype(np.int64)

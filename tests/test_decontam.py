@@ -8,6 +8,7 @@ import csv
 import json
 import os
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ from stages.decontam import (
     normalized_texts,
     units,
     window_hashes_multi,
+    word_codes,
 )
 from stages.io import reported_counters
 from tests.conftest import REPO, write_config
@@ -202,6 +204,43 @@ def test_table_normalization_equals_normalize():
     for i in range(0, len(strings), 64):
         assert normalized_texts(strings[i : i + 64]) == [normalize(t)[0] for t in strings[i : i + 64]]
     assert normalized_texts([]) == [] and normalized_texts([""]) == [""] and normalized_texts(["", ""]) == ["", ""]
+
+
+def test_word_codes_are_the_regex_words_and_their_polynomial():
+    """`word_codes` finds exactly the words `re` finds (`\\w+`: str.isalnum() or "_", any script, beyond the BMP
+    too) in every sample document, normalized, and in random strings; each code is the polynomial of the word's
+    character codes (Python integers here), finalized with fmix64; on the sample, equal words get equal codes and
+    distinct words distinct codes."""
+    m64, base, golden = (1 << 64) - 1, 0x100000001B3, 0x9E3779B97F4A7C15
+
+    def fmix(h: int) -> int:
+        h ^= h >> 33
+        h = h * 0xFF51AFD7ED558CCD & m64
+        h ^= h >> 33
+        h = h * 0xC4CEB9FE1A85EC53 & m64
+        return h ^ h >> 33
+
+    def code(word: str) -> int:
+        h = 0
+        for ch in word:
+            h = (h * base + (ord(ch) + 1) * golden) & m64
+        return fmix(h)
+
+    rng = random.Random(4)
+    pool = list("ab_Z9 ,.中文\n\t-é\u0301①²") + ["\U00020000", "\U0001f600", "\ud800"]
+    texts = [normalize(t)[0] for t in sample_documents()]
+    texts += ["".join(rng.choice(pool) for _ in range(rng.randint(0, 20))) for _ in range(3000)]
+    by_word: dict[str, int] = {}
+    for text in texts:
+        cps = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        codes, starts, ends = word_codes(cps)
+        spans = [m.span() for m in re.finditer(r"\w+", text)]
+        assert list(zip(starts.tolist(), ends.tolist())) == spans
+        for (s, e), c in zip(spans, codes.tolist()):
+            assert by_word.setdefault(text[s:e], c) == c
+    assert len(set(by_word.values())) == len(by_word) > 10_000
+    for word in list(by_word)[:: max(1, len(by_word) // 500)]:
+        assert by_word[word] == code(word), word
 
 
 def test_window_hashes_are_the_polynomial_of_each_window():
