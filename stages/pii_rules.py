@@ -396,7 +396,10 @@ _FULL_WIDTH = re.compile(r"[０-９Ａ-Ｚａ-ｚ＠＋]")
 # pattern with the boundary look-arounds, optional prefixes and suffixes taken away. On the sample's Chinese
 # documents 11% hold three digits in a row and fewer than 1% pass the prefilter of a number type.
 _THREE_DIGITS = re.compile(r"\d\d\d", re.ASCII)  # every number type but ip and intl_phone needs this
-_LONG_NUMBER = re.compile(r"\d{15}|\d{4}[ -]\d{4}[ -]\d{4}[ -]\d{4}", re.ASCII)  # id_card (15/18), bank_card
+# id_card (15/18 digits), bank_card: \d{15} or four groups of four, written with the four digits both start with
+# taken out of the alternation (the same matches; the engine tries one branch fewer at every digit)
+_LONG_NUMBER = re.compile(r"\d{4}(?:\d{11}|[ -]\d{4}[ -]\d{4}[ -]\d{4})", re.ASCII)
+_PLUS_DIGIT = re.compile(r"\+[1-9]")  # intl_phone: E.164 starts with + and a digit 1-9
 _MOBILE_CORE = re.compile(r"1[3-9]\d[ -]?\d{4}[ -]?\d{4}", re.ASCII)
 _LANDLINE_CORE = re.compile(r"0(?:10|2\d|[3-9]\d{2})[)）]?[ -]?[2-9]\d{2,3}[ -]?\d{4}", re.ASCII)
 _IPV4_CORE = re.compile(r"\d\.\d{1,3}\.\d{1,3}\.\d", re.ASCII)
@@ -430,7 +433,7 @@ class _Prefilter:
         if kind == "cn_landline":
             return self.three_digits and _LANDLINE_CORE.search(text) is not None
         if kind == "intl_phone":
-            return "+" in text
+            return "+" in text and _PLUS_DIGIT.search(text) is not None
         if kind == "ip":
             return ("." in text and _IPV4_CORE.search(text) is not None) or (
                 ":" in text and _IPV6_CORE.search(text) is not None
