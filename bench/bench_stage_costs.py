@@ -128,10 +128,11 @@ def main() -> None:
     def med(stage: str, k: int, kind: str, i: int) -> float:
         return statistics.median(x[i] for x in times[(stage, k, kind)])
 
+    one_minute = [float(x.split()[0]) for x in loads]
     lines = [
         f"Machine: {platform.machine()}, {platform.system()}, {os.cpu_count()} CPUs, Python "
-        f"{platform.python_version()}; load average {min(loads)} to {max(loads)} (1-minute figure at each run's "
-        f"start: {', '.join(sorted({x.split()[0] for x in loads}))}). Command: `{' '.join(sys.argv)}`. Input: "
+        f"{platform.python_version()}; load average (1-minute, at each run's start) {min(one_minute):.2f} to "
+        f"{max(one_minute):.2f}, median {statistics.median(one_minute):.2f}. Command: `{' '.join(sys.argv)}`. Input: "
         f"`{finished}`. {args.rounds} rounds, medians; CPU seconds of each child process.",
         "",
         "| stage | code | MB in | full: wall s | full: CPU s | MB per CPU-s | start CPU s | small (20 docs) CPU s "
