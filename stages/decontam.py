@@ -52,7 +52,7 @@ from pydantic import Field
 
 from model.han import is_chinese
 from stages.base import Phase, StageConfig, StageContext, StrictModel
-from stages.io import ReportsCounters
+from stages.io import ReportsCounters, atomic_write_json
 from stages.nfkc import nfkc
 
 
@@ -588,6 +588,9 @@ def build_index(cfg: DecontamConfig, files: list[tuple[BenchmarkFile, Path]], ou
         "item_bench": np.asarray(bench_of, dtype=np.int16),
     }
     out.mkdir(parents=True, exist_ok=True)
+    # meta.json goes first and comes back last: an index whose build was killed has none, so the next run rebuilds
+    # it, whatever fingerprint an earlier meta.json named
+    meta_path.unlink(missing_ok=True)
     for name, arr in arrays.items():
         np.save(out / f"{name}.npy", arr)
     nbytes = sum(int(a.nbytes) for a in arrays.values())
@@ -605,7 +608,7 @@ def build_index(cfg: DecontamConfig, files: list[tuple[BenchmarkFile, Path]], ou
         "bytes_per_million_ngrams": round(nbytes / max(len(all_hashes), 1) * 1e6),
         "build_seconds": round(time.time() - start, 3),
     }
-    meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
+    atomic_write_json(meta_path, meta)
     return meta
 
 

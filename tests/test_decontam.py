@@ -177,6 +177,48 @@ def test_formats_give_the_same_index(tmp_path):
     assert np.array_equal(keys[0], keys[1]) and np.array_equal(keys[0], keys[2])
 
 
+def test_index_is_reused_only_for_the_same_files_settings_and_unit_codes(tmp_path, monkeypatch):
+    """A second build with the same benchmark files and settings reuses the index; a changed file, a changed
+    setting, or an index of other unit codes (an earlier version's fingerprint) is rebuilt; a build killed while
+    writing the arrays leaves no meta.json, so the next build redoes it."""
+    import stages.decontam as decontam_module
+
+    bench = tmp_path / "mmlu.jsonl"
+    bench.write_bytes(Path(MMLU.path).read_bytes())
+    b = BenchmarkFile(name="mmlu", path=str(bench), format="jsonl", fields=MMLU.fields)
+    cfg, out = DecontamConfig(benchmarks=[b]), tmp_path / "index"
+    first = build_index(cfg, [(b, bench)], out)
+    keys_written = (out / "keys.npy").stat().st_mtime_ns
+    assert build_index(cfg, [(b, bench)], out) == first and (out / "keys.npy").stat().st_mtime_ns == keys_written
+    # another version's unit codes: same files and settings, other fingerprint
+    monkeypatch.setattr(decontam_module, "INDEX_FORMAT", "word codes: xxh3 of the word")
+    assert build_index(cfg, [(b, bench)], out)["fingerprint"] != first["fingerprint"]
+    monkeypatch.undo()
+    assert build_index(cfg, [(b, bench)], out)["fingerprint"] == first["fingerprint"]
+    # a changed setting, then a changed file
+    assert (
+        build_index(DecontamConfig(benchmarks=[b], zh_ngram=6), [(b, bench)], out)["fingerprint"]
+        != first["fingerprint"]
+    )
+    with open(bench, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"question": "A brand new question about the rebuild of a benchmark index, asked once.",
+                            "A": "a", "B": "b", "C": "c", "D": "d"}) + "\n")  # fmt: skip
+    grown = build_index(cfg, [(b, bench)], out)
+    assert grown["items"] == first["items"] + 1 and grown["fingerprint"] != first["fingerprint"]
+
+    # killed while writing the arrays: no meta.json is left, and the next build writes the whole index again
+    def killed(path, arr):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        build_index(cfg, [(b, Path(MMLU.path))], out)
+    assert not (out / "meta.json").exists()
+    monkeypatch.undo()
+    again = build_index(cfg, [(b, bench)], out)
+    assert again["fingerprint"] == grown["fingerprint"] and NgramIndex(out).meta["items"] == grown["items"]
+
+
 def test_normalization_and_positions():
     text = "Ｔｈｅ ﬁnal ANSWER…is 42"  # full-width letters, a ligature, an ellipsis: NFKC changes the length
     norm, pos = normalize(text)
