@@ -33,7 +33,6 @@ from __future__ import annotations
 import csv
 import gzip
 import hashlib
-import itertools
 import json
 import re
 import time
@@ -47,19 +46,17 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import xxhash
 from datatrove.data import Document
 from datatrove.pipeline.filters.base_filter import BaseFilter
 
 from model.han import is_chinese
 from stages.base import Phase, StageContext
 from stages.config.decontam import BenchmarkFile, DecontamConfig
-from stages.io import ReportsCounters
+from stages.io import ReportsCounters, atomic_write_json
 from stages.nfkc import nfkc
 
 # ------------------------------------------------------------------------------------------- text to units
 
-_WORD = re.compile(r"\w+")
 _NON_ASCII = re.compile(r"[^\x00-\x7f]+")
 _M64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -94,6 +91,121 @@ def normalize(text: str) -> tuple[str, np.ndarray | None]:
     return "".join(pieces), positions if widths is None else np.repeat(positions, widths)
 
 
+_BMP_END = 0x10000
+_CAPITAL_SIGMA = 0x3A3  # the one character str.lower() maps by context (final sigma)
+_HANGUL_JAMO_V_T = range(0x1161, 0x11C3)  # vowels and trailing consonants compose algorithmically (L+V, LV+T)
+
+
+def _nul_joined(codes: np.ndarray) -> str:
+    """The code points `codes` (no NUL, no surrogate) joined by NUL, built as UTF-32."""
+    spaced = np.zeros((len(codes), 2), dtype=np.uint32)
+    spaced[:, 0] = codes
+    return spaced.ravel()[:-1].tobytes().decode("utf-32-le")
+
+
+def _nul_pieces(joined: str) -> tuple[np.ndarray, np.ndarray]:
+    """The code points of a NUL-joined string without the NULs, and where each piece starts (plus the end)."""
+    cp = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    is_nul = cp == 0
+    nul = np.flatnonzero(is_nul)
+    bounds = np.empty(len(nul) + 2, dtype=np.int64)
+    bounds[0], bounds[-1] = 0, len(cp) - len(nul)
+    np.subtract(nul, np.arange(len(nul)), out=bounds[1:-1])
+    return cp[~is_nul], bounds
+
+
+_NORMALIZE_TABLE: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+
+
+def _normalize_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per BMP code point, what `normalize` makes of it where that is a property of the character alone: the
+    output length (int8; -1 where it is not), and the output as a slice (offsets) of one pool of code points.
+
+    NFKC is a per-character compatibility decomposition, then canonical reordering (only of characters with a
+    nonzero combining class) and canonical composition (a character joins the starter before it only when it is
+    the second character of a two-character canonical decomposition, or a Hangul vowel or trailing jamo). A
+    character is inert when no character of its decomposition has a nonzero combining class or is such a second
+    character: in a text of inert characters there is nothing to reorder or compose, so NFKC(text) is the
+    concatenation of each character's NFKC. str.lower() maps each character alone except the capital sigma
+    (final sigma depends on the neighbours), so a character whose NFKC holds one is not inert either; nor are
+    NUL and the surrogates. Texts holding a character that is not inert (or one beyond the BMP) take `normalize`.
+    Built once per process when the first batch arrives (about 0.035 CPU-s: each normalization runs once over
+    all BMP characters joined by NUL, which is inert and composes with nothing, so each result stays apart)."""
+    global _NORMALIZE_TABLE
+    if _NORMALIZE_TABLE is not None:
+        return _NORMALIZE_TABLE
+    codes = np.arange(1, _BMP_END, dtype=np.uint32)
+    codes = codes[(codes < 0xD800) | (codes > 0xDFFF)]
+    table = _nul_joined(codes)
+    decomposed, bounds = _nul_pieces(unicodedata.normalize("NFKD", table))
+    # Second characters of two-character canonical decompositions. A composite's canonical decomposition is also
+    # two or more characters of its NFKD, so the BMP's candidates are those; beyond the BMP, every plane that is
+    # not already in NFD is looked at the same way (a BMP character can be the second of a composite there).
+    candidates = codes[np.diff(bounds) >= 2].tolist()
+    for plane in range(1, 17):
+        chars = np.arange(plane << 16, (plane + 1) << 16, dtype=np.uint32)
+        text = chars.tobytes().decode("utf-32-le")
+        if not unicodedata.is_normalized("NFD", text):
+            _, plane_bounds = _nul_pieces(unicodedata.normalize("NFD", _nul_joined(chars)))
+            candidates += chars[np.diff(plane_bounds) >= 2].tolist()
+    seconds = set(_HANGUL_JAMO_V_T)
+    for c in candidates:
+        parts = unicodedata.decomposition(chr(c)).split()
+        if len(parts) == 2 and not parts[0].startswith("<"):
+            seconds.add(int(parts[1], 16))
+    distinct_chars = np.unique(decomposed)
+    combining = np.fromiter(map(unicodedata.combining, map(chr, distinct_chars.tolist())), np.int64)
+    blocks = np.zeros(0x110000, dtype=np.int64)  # 1 for a character that reorders or composes
+    blocks[distinct_chars[combining > 0]] = 1
+    blocks[list(seconds)] = 1
+    blocked = np.add.reduceat(blocks[decomposed], bounds[:-1]) > 0
+    blocked |= bounds[:-1] == bounds[1:]  # (no decomposition is empty; reduceat would misread one)
+    composed = unicodedata.normalize("NFKC", table)
+    nfkc_chars, nfkc_bounds = _nul_pieces(composed)
+    blocked |= np.add.reduceat((nfkc_chars == _CAPITAL_SIGMA).astype(np.int64), nfkc_bounds[:-1]) > 0
+    pool, out_bounds = _nul_pieces(composed.lower())
+    counts = np.diff(out_bounds)
+    blocked |= (counts == 0) | (np.diff(nfkc_bounds) == 0)  # (none is empty; reduceat would misread one)
+    lengths = np.full(_BMP_END, -1, dtype=np.int8)
+    lengths[codes[~blocked]] = counts[~blocked]
+    offsets = np.zeros(_BMP_END, dtype=np.int64)
+    offsets[codes[~blocked]] = out_bounds[:-1][~blocked]
+    _NORMALIZE_TABLE = lengths, offsets, pool
+    return _NORMALIZE_TABLE
+
+
+def normalized_texts(texts: list[str]) -> list[str]:
+    """`[normalize(t)[0] for t in texts]`, by table lookup (`_normalize_table`) for the texts whose characters are
+    all inert BMP characters (nearly every Chinese and English text), by `normalize` for the others."""
+    joined = "\n".join(texts)  # "\n" is inert and its own normalization
+    if not joined:
+        return list(texts)
+    cps = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+    lengths, offsets, pool = _normalize_table()
+    counts = lengths[np.minimum(cps, _BMP_END - 1)]
+    counts[cps >= _BMP_END] = -1
+    sizes = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    starts = np.cumsum(sizes + 1) - sizes - 1  # each text's first character in `joined`
+    bad_before = np.concatenate(([0], np.cumsum(counts < 0)))
+    bad = bad_before[starts + sizes] > bad_before[starts]
+    if bad.any():  # map the good texts only, each bad one by `normalize`
+        good = [t for t, b in zip(texts, bad.tolist()) if not b]
+        mapped = iter(normalized_texts(good))
+        return [normalize(t)[0] if b else next(mapped) for t, b in zip(texts, bad.tolist())]
+    if counts.max() == 1:  # one output character per character: a gather, at the same positions
+        out = pool[offsets[cps]]
+        out_starts, out_ends = starts, starts + sizes
+    else:
+        counts = counts.astype(np.int64)
+        total = np.cumsum(counts)
+        # output k belongs to character i = repeat index; its place in i's slice is k - (total[i] - counts[i])
+        out = pool[np.repeat(offsets[cps] - (total - counts), counts) + np.arange(total[-1])]
+        position = np.concatenate(([0], total))  # where each character's output starts, and the end
+        out_starts, out_ends = position[starts], position[starts + sizes]
+    normalized = out.tobytes().decode("utf-32-le")
+    return [normalized[s:e] for s, e in zip(out_starts.tolist(), out_ends.tolist())]
+
+
 def item_mode(text: str) -> str:
     """zh when the item is Chinese by the project's one definition (`model.han.is_chinese`), else en."""
     return "zh" if is_chinese(text) else "en"
@@ -111,13 +223,10 @@ def units(text: str, mode: str, positions: bool = True, normalized: tuple | None
             return codes, None, None
         starts, ends = keep.astype(np.int64), keep.astype(np.int64) + 1
     else:
+        cps = np.frombuffer(norm.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        codes, starts, ends = word_codes(cps)
         if not positions:
-            words = _WORD.findall(norm)
-            return np.fromiter(map(xxhash.xxh3_64_intdigest, words), dtype=np.uint64, count=len(words)), None, None
-        found = [(m.start(), m.end(), m.group()) for m in _WORD.finditer(norm)]
-        codes = np.fromiter((xxhash.xxh3_64_intdigest(w) for _, _, w in found), dtype=np.uint64, count=len(found))
-        starts = np.fromiter((s for s, _, _ in found), dtype=np.int64, count=len(found))
-        ends = np.fromiter((e for _, e, _ in found), dtype=np.int64, count=len(found))
+            return codes, None, None
     if pos is not None and len(starts):
         starts, ends = pos[starts], pos[ends - 1] + 1
     return codes, starts, ends
@@ -131,12 +240,39 @@ def _alnum(cps: np.ndarray) -> np.ndarray:
     global _BMP_ALNUM
     if _BMP_ALNUM is None:
         _BMP_ALNUM = np.fromiter((chr(c).isalnum() for c in range(0x10000)), dtype=bool, count=0x10000)
+    if not len(cps) or cps.max() < 0x10000:  # nearly every text: one gather
+        return _BMP_ALNUM[cps]
     mask = np.zeros(len(cps), dtype=bool)
     bmp = cps < 0x10000
     mask[bmp] = _BMP_ALNUM[cps[bmp]]
     for i in np.flatnonzero(~bmp).tolist():
         mask[i] = chr(int(cps[i])).isalnum()
     return mask
+
+
+_UNDERSCORE = 0x5F
+
+
+def word_codes(cps: np.ndarray, alnum: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The words of a normalized text given as code points (uint32): each maximal run of `\\w` characters (what
+    `re` calls a word character: `str.isalnum()` or "_"), as a 64-bit code, with its [start, end) in `cps`.
+    A word's code is the polynomial of its characters' codes, sum_j c_j * B**(len-1-j) modulo 2**64 with
+    c = (code point + 1) * golden (as the zh units), taken for all words at once from one prefix sum as in
+    `window_hashes_multi`, then fmix64: the same for the same word wherever it stands, one NumPy pass per text
+    instead of a regex match and a hash call per word. `alnum` is `_alnum(cps)` when the caller has it."""
+    padded = np.zeros(len(cps) + 2, dtype=bool)  # a non-word character on either side
+    np.bitwise_or(_alnum(cps) if alnum is None else alnum, cps == _UNDERSCORE, out=padded[1:-1])
+    changes = np.flatnonzero(padded[1:] != padded[:-1])  # a word starts, then ends, then the next starts ...
+    starts, ends = changes[0::2], changes[1::2]
+    if not len(starts):
+        empty = np.empty(0, dtype=np.int64)
+        return np.empty(0, dtype=np.uint64), empty, empty
+    up, down = _base_powers(len(cps))
+    prefix = np.empty(len(cps) + 1, dtype=np.uint64)
+    prefix[0] = 0
+    np.cumsum((cps.astype(np.uint64) + np.uint64(1)) * np.uint64(_GOLDEN) * down, out=prefix[1:])
+    codes = (prefix[ends] - prefix[starts]) * up[ends - 1]
+    return _fmix64(codes), starts, ends
 
 
 def distinct(a: np.ndarray) -> np.ndarray:
@@ -293,10 +429,16 @@ INDEX_FILES = (
 )  # fmt: skip
 
 
+# Part of the index's fingerprint: an index built with other unit codes (before: words hashed with xxh3 of their
+# text; now `word_codes`) has other keys, so a workdir's index from that code is rebuilt, not reused.
+INDEX_FORMAT = "word codes: polynomial of code points"
+
+
 def build_index(cfg: DecontamConfig, files: list[tuple[BenchmarkFile, Path]], out: Path) -> dict:
     """Builds the n-gram index of all benchmarks into `out` (reused when the files and settings are unchanged).
     Returns its meta.json."""
     fingerprint = hashlib.sha256()
+    fingerprint.update(INDEX_FORMAT.encode())
     fingerprint.update(
         json.dumps(cfg.model_dump(exclude={"mode", "cut_margin", "max_splits"}), sort_keys=True).encode()
     )
@@ -364,6 +506,9 @@ def build_index(cfg: DecontamConfig, files: list[tuple[BenchmarkFile, Path]], ou
         "item_bench": np.asarray(bench_of, dtype=np.int16),
     }
     out.mkdir(parents=True, exist_ok=True)
+    # meta.json goes first and comes back last: an index whose build was killed has none, so the next run rebuilds
+    # it, whatever fingerprint an earlier meta.json named
+    meta_path.unlink(missing_ok=True)
     for name, arr in arrays.items():
         np.save(out / f"{name}.npy", arr)
     nbytes = sum(int(a.nbytes) for a in arrays.values())
@@ -381,7 +526,7 @@ def build_index(cfg: DecontamConfig, files: list[tuple[BenchmarkFile, Path]], ou
         "bytes_per_million_ngrams": round(nbytes / max(len(all_hashes), 1) * 1e6),
         "build_seconds": round(time.time() - start, 3),
     }
-    meta_path.write_text(json.dumps(meta, indent=2, sort_keys=True), encoding="utf-8")
+    atomic_write_json(meta_path, meta)
     return meta
 
 
@@ -440,24 +585,21 @@ class NgramIndex:
         number of NumPy calls per batch instead of some sixty per document."""
         if not texts:
             return []
-        norms = [normalize(t)[0] for t in texts]
+        norms = normalized_texts(texts)
+        # letters and digits (zh) or words (en) of the texts joined by "\n" (no unit and no word character)
+        cps = np.frombuffer("\n".join(norms).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        text_starts = np.cumsum([0] + [len(n) + 1 for n in norms[:-1]])
         doc_parts: list[np.ndarray] = []
         hash_parts: list[np.ndarray] = []
+        alnum = _alnum(cps)
         for mode, lengths in self.lengths.items():
-            if mode == "zh":  # letters and digits of the texts joined by "\n" (not alnum: never a unit)
-                cps = np.frombuffer("\n".join(norms).encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-                keep = np.flatnonzero(_alnum(cps))
+            if mode == "zh":
+                keep = np.flatnonzero(alnum)
                 codes = (cps[keep].astype(np.uint64) + np.uint64(1)) * np.uint64(_GOLDEN)
-                text_starts = np.cumsum([0] + [len(n) + 1 for n in norms[:-1]])
                 unit_doc = np.searchsorted(text_starts, keep, side="right") - 1
             else:
-                words = [_WORD.findall(n) for n in norms]
-                counts = np.fromiter(map(len, words), dtype=np.int64, count=len(words))
-                total = int(counts.sum())
-                codes = np.fromiter(
-                    map(xxhash.xxh3_64_intdigest, itertools.chain.from_iterable(words)), dtype=np.uint64, count=total
-                )
-                unit_doc = np.repeat(np.arange(len(texts)), counts)
+                codes, word_starts, _ = word_codes(cps, alnum)
+                unit_doc = np.searchsorted(text_starts, word_starts, side="right") - 1
             for length, h in window_hashes_multi(codes, lengths).items():
                 inside = unit_doc[: len(h)] == unit_doc[length - 1 : length - 1 + len(h)]
                 top = (h >> np.uint64(64 - self.bucket_bits)).astype(np.int64)

@@ -395,34 +395,53 @@ _FULL_WIDTH = re.compile(r"[０-９Ａ-Ｚａ-ｚ＠＋]")
 # pattern with the boundary look-arounds, optional prefixes and suffixes taken away. On the sample's Chinese
 # documents 11% hold three digits in a row and fewer than 1% pass the prefilter of a number type.
 _THREE_DIGITS = re.compile(r"\d\d\d", re.ASCII)  # every number type but ip and intl_phone needs this
-_LONG_NUMBER = re.compile(r"\d{15}|\d{4}[ -]\d{4}[ -]\d{4}[ -]\d{4}", re.ASCII)  # id_card (15/18), bank_card
+# id_card (15/18 digits), bank_card: \d{15} or four groups of four, written with the four digits both start with
+# taken out of the alternation (the same matches; the engine tries one branch fewer at every digit)
+_LONG_NUMBER = re.compile(r"\d{4}(?:\d{11}|[ -]\d{4}[ -]\d{4}[ -]\d{4})", re.ASCII)
+_PLUS_DIGIT = re.compile(r"\+[1-9]")  # intl_phone: E.164 starts with + and a digit 1-9
 _MOBILE_CORE = re.compile(r"1[3-9]\d[ -]?\d{4}[ -]?\d{4}", re.ASCII)
 _LANDLINE_CORE = re.compile(r"0(?:10|2\d|[3-9]\d{2})[)）]?[ -]?[2-9]\d{2,3}[ -]?\d{4}", re.ASCII)
 _IPV4_CORE = re.compile(r"\d\.\d{1,3}\.\d{1,3}\.\d", re.ASCII)
 _IPV6_CORE = re.compile(r":[0-9A-Fa-f]{0,4}:")  # two colons with at most four hex digits between them
 
 
-def _may_hold(kind: str, text: str, three_digits: bool) -> bool:
-    """False only when the detector of `kind` cannot find anything in `text` (see the prefilters above)."""
-    if kind == "email":
-        return "@" in text
-    if kind in ("id_card", "bank_card"):
-        return three_digits and _LONG_NUMBER.search(text) is not None
-    if kind == "cn_mobile":
-        return three_digits and _MOBILE_CORE.search(text) is not None
-    if kind == "cn_landline":
-        return three_digits and _LANDLINE_CORE.search(text) is not None
-    if kind == "intl_phone":
-        return "+" in text
-    if kind == "ip":
-        return ("." in text and _IPV4_CORE.search(text) is not None) or (
-            ":" in text and _IPV6_CORE.search(text) is not None
-        )
-    if kind == "qq":  # the keyword is case-sensitive in _QQ
-        return "QQ" in text or "qq" in text or "Qq" in text or "扣扣" in text
-    if kind == "wechat":  # every keyword holds 信, x/X or "echat"; wxid_ holds x
-        return "信" in text or "x" in text or "X" in text or "echat" in text
-    return True
+class _Prefilter:
+    """The prefilters of one text, each search run at most once (id_card and bank_card share theirs)."""
+
+    __slots__ = ("text", "three_digits", "_long_number")
+
+    def __init__(self, text: str):
+        self.text = text
+        self.three_digits = _THREE_DIGITS.search(text) is not None
+        self._long_number: bool | None = None
+
+    def long_number(self) -> bool:
+        if self._long_number is None:
+            self._long_number = self.three_digits and _LONG_NUMBER.search(self.text) is not None
+        return self._long_number
+
+    def may_hold(self, kind: str) -> bool:
+        """False only when the detector of `kind` cannot find anything in the text (see the prefilters above)."""
+        text = self.text
+        if kind == "email":
+            return "@" in text
+        if kind in ("id_card", "bank_card"):
+            return self.long_number()
+        if kind == "cn_mobile":
+            return self.three_digits and _MOBILE_CORE.search(text) is not None
+        if kind == "cn_landline":
+            return self.three_digits and _LANDLINE_CORE.search(text) is not None
+        if kind == "intl_phone":
+            return "+" in text and _PLUS_DIGIT.search(text) is not None
+        if kind == "ip":
+            return ("." in text and _IPV4_CORE.search(text) is not None) or (
+                ":" in text and _IPV6_CORE.search(text) is not None
+            )
+        if kind == "qq":  # the keyword is case-sensitive in _QQ
+            return "QQ" in text or "qq" in text or "Qq" in text or "扣扣" in text
+        if kind == "wechat":  # every keyword holds 信, x/X or "echat"; wxid_ holds x
+            return "信" in text or "x" in text or "X" in text or "echat" in text
+        return True
 
 
 def _probe(text: str) -> str:
@@ -442,10 +461,10 @@ def _detect(kind: str, probe: str, public_ip_only: bool) -> list[Span]:
 def find_pii(text: str, types: Iterable[str] = TYPES, public_ip_only: bool = True) -> list[Span]:
     """All PII spans of the given types, overlaps resolved. Each detector runs only where its prefilter passes."""
     probe = _probe(text)
-    three_digits = _THREE_DIGITS.search(probe) is not None
+    prefilter = _Prefilter(probe)
     spans: list[Span] = []
     for t in types:
-        if _may_hold(t, probe, three_digits):
+        if prefilter.may_hold(t):
             spans += _detect(t, probe, public_ip_only)
     return resolve_overlaps(spans)
 

@@ -8,6 +8,7 @@ import csv
 import json
 import os
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -30,8 +31,10 @@ from stages.decontam import (
     cut_text,
     merge_spans,
     normalize,
+    normalized_texts,
     units,
     window_hashes_multi,
+    word_codes,
 )
 from stages.io import reported_counters
 from tests.conftest import REPO, write_config
@@ -174,6 +177,48 @@ def test_formats_give_the_same_index(tmp_path):
     assert np.array_equal(keys[0], keys[1]) and np.array_equal(keys[0], keys[2])
 
 
+def test_index_is_reused_only_for_the_same_files_settings_and_unit_codes(tmp_path, monkeypatch):
+    """A second build with the same benchmark files and settings reuses the index; a changed file, a changed
+    setting, or an index of other unit codes (an earlier version's fingerprint) is rebuilt; a build killed while
+    writing the arrays leaves no meta.json, so the next build redoes it."""
+    import stages.decontam as decontam_module
+
+    bench = tmp_path / "mmlu.jsonl"
+    bench.write_bytes(Path(MMLU.path).read_bytes())
+    b = BenchmarkFile(name="mmlu", path=str(bench), format="jsonl", fields=MMLU.fields)
+    cfg, out = DecontamConfig(benchmarks=[b]), tmp_path / "index"
+    first = build_index(cfg, [(b, bench)], out)
+    keys_written = (out / "keys.npy").stat().st_mtime_ns
+    assert build_index(cfg, [(b, bench)], out) == first and (out / "keys.npy").stat().st_mtime_ns == keys_written
+    # another version's unit codes: same files and settings, other fingerprint
+    monkeypatch.setattr(decontam_module, "INDEX_FORMAT", "word codes: xxh3 of the word")
+    assert build_index(cfg, [(b, bench)], out)["fingerprint"] != first["fingerprint"]
+    monkeypatch.undo()
+    assert build_index(cfg, [(b, bench)], out)["fingerprint"] == first["fingerprint"]
+    # a changed setting, then a changed file
+    assert (
+        build_index(DecontamConfig(benchmarks=[b], zh_ngram=6), [(b, bench)], out)["fingerprint"]
+        != first["fingerprint"]
+    )
+    with open(bench, "a", encoding="utf-8") as f:
+        f.write(json.dumps({"question": "A brand new question about the rebuild of a benchmark index, asked once.",
+                            "A": "a", "B": "b", "C": "c", "D": "d"}) + "\n")  # fmt: skip
+    grown = build_index(cfg, [(b, bench)], out)
+    assert grown["items"] == first["items"] + 1 and grown["fingerprint"] != first["fingerprint"]
+
+    # killed while writing the arrays: no meta.json is left, and the next build writes the whole index again
+    def killed(path, arr):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "save", killed)
+    with pytest.raises(KeyboardInterrupt):
+        build_index(cfg, [(b, Path(MMLU.path))], out)
+    assert not (out / "meta.json").exists()
+    monkeypatch.undo()
+    again = build_index(cfg, [(b, bench)], out)
+    assert again["fingerprint"] == grown["fingerprint"] and NgramIndex(out).meta["items"] == grown["items"]
+
+
 def test_normalization_and_positions():
     text = "Ｔｈｅ ﬁnal ANSWER…is 42"  # full-width letters, a ligature, an ellipsis: NFKC changes the length
     norm, pos = normalize(text)
@@ -182,6 +227,62 @@ def test_normalization_and_positions():
     assert [text[s:e] for s, e in zip(starts, ends)] == ["Ｔｈｅ", "ﬁnal", "ANSWER", "is", "42"]
     codes, starts, ends = units("李白，用钢笔写诗。", "zh")
     assert len(codes) == 7 and starts.tolist() == [0, 1, 3, 4, 5, 6, 7]
+
+
+def test_table_normalization_equals_normalize():
+    """`normalized_texts` (per-character table for texts of inert BMP characters, `normalize` for the others) gives
+    `normalize(text)[0]` for every BMP character alone, for every sample document (in batches of 64, as the stage
+    hashes them), and for random strings mixing characters that compose, reorder, case-map by context (Σ), expand
+    (İ, ﬁ, ㍿), lie beyond the BMP or are NUL or a lone surrogate, next to Chinese, full-width and ASCII text."""
+    bmp = [chr(c) for c in range(1, 0x10000) if not 0xD800 <= c <= 0xDFFF]
+    assert normalized_texts(bmp) == [normalize(c)[0] for c in bmp]
+    texts = sample_documents()
+    for i in range(0, len(texts), 64):
+        assert normalized_texts(texts[i : i + 64]) == [normalize(t)[0] for t in texts[i : i + 64]]
+    pool = list("一丁中国家ＡＢａ１，。：ΣσςİẞﬁＳ①⑴㍿가각\u1161\u11a8\u1100e\u0301\u00b4A\u0300か\u3099 \n\x00\ud800")
+    pool += ["\U0001f600", "\U00020000", "\U0002f800", "ΑΣ ", "word"]
+    rng = random.Random(3)
+    strings = ["".join(rng.choice(pool) for _ in range(rng.randint(0, 12))) for _ in range(20_000)]
+    for i in range(0, len(strings), 64):
+        assert normalized_texts(strings[i : i + 64]) == [normalize(t)[0] for t in strings[i : i + 64]]
+    assert normalized_texts([]) == [] and normalized_texts([""]) == [""] and normalized_texts(["", ""]) == ["", ""]
+
+
+def test_word_codes_are_the_regex_words_and_their_polynomial():
+    """`word_codes` finds exactly the words `re` finds (`\\w+`: str.isalnum() or "_", any script, beyond the BMP
+    too) in every sample document, normalized, and in random strings; each code is the polynomial of the word's
+    character codes (Python integers here), finalized with fmix64; on the sample, equal words get equal codes and
+    distinct words distinct codes."""
+    m64, base, golden = (1 << 64) - 1, 0x100000001B3, 0x9E3779B97F4A7C15
+
+    def fmix(h: int) -> int:
+        h ^= h >> 33
+        h = h * 0xFF51AFD7ED558CCD & m64
+        h ^= h >> 33
+        h = h * 0xC4CEB9FE1A85EC53 & m64
+        return h ^ h >> 33
+
+    def code(word: str) -> int:
+        h = 0
+        for ch in word:
+            h = (h * base + (ord(ch) + 1) * golden) & m64
+        return fmix(h)
+
+    rng = random.Random(4)
+    pool = list("ab_Z9 ,.中文\n\t-é\u0301①²") + ["\U00020000", "\U0001f600", "\ud800"]
+    texts = [normalize(t)[0] for t in sample_documents()]
+    texts += ["".join(rng.choice(pool) for _ in range(rng.randint(0, 20))) for _ in range(3000)]
+    by_word: dict[str, int] = {}
+    for text in texts:
+        cps = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        codes, starts, ends = word_codes(cps)
+        spans = [m.span() for m in re.finditer(r"\w+", text)]
+        assert list(zip(starts.tolist(), ends.tolist())) == spans
+        for (s, e), c in zip(spans, codes.tolist()):
+            assert by_word.setdefault(text[s:e], c) == c
+    assert len(set(by_word.values())) == len(by_word) > 10_000
+    for word in list(by_word)[:: max(1, len(by_word) // 500)]:
+        assert by_word[word] == code(word), word
 
 
 def test_window_hashes_are_the_polynomial_of_each_window():
