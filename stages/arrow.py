@@ -174,3 +174,49 @@ def _structs(values: list, arrow_type: pa.DataType, name: str) -> pa.Array | Non
             return None
         children.append(child)
     return pa.Array.from_buffers(arrow_type, len(values), [validity], nulls, children=children)
+
+
+# NumPy dtypes that map one to one onto an Arrow fixed-width type (what `pa.array(ndarray)` infers for them).
+_FROM_NUMPY = {np.dtype(t): pa.from_numpy_dtype(t) for t in (np.int8, np.int16, np.int32, np.int64, np.uint8)}
+_FROM_NUMPY.update({np.dtype(t): pa.from_numpy_dtype(t) for t in (np.uint16, np.uint32, np.uint64)})
+_FROM_NUMPY.update({np.dtype(t): pa.from_numpy_dtype(t) for t in (np.float16, np.float32, np.float64)})
+
+
+def numpy_array(values: np.ndarray, arrow_type: pa.DataType | None = None) -> pa.Array:
+    """`pa.array(values, arrow_type)` for a 1-D NumPy array of numbers or bools, without importing pandas (no
+    nulls: `pa.array` makes none from a NumPy array either, NaN included). Another dtype, or a `arrow_type` other than
+    the dtype's own, goes to `pa.array`."""
+    if values.ndim == 1 and values.dtype == np.bool_ and arrow_type in (None, pa.bool_()):
+        bits = np.packbits(values, bitorder="little")
+        return pa.Array.from_buffers(pa.bool_(), len(values), [None, pa.py_buffer(bits)], 0)
+    own = _FROM_NUMPY.get(values.dtype)
+    if values.ndim != 1 or own is None or arrow_type not in (None, own):
+        return pa.array(values, arrow_type)  # a cast or an unusual dtype: pyarrow's own conversion
+    data = np.ascontiguousarray(values)
+    return pa.Array.from_buffers(own, len(values), [None, pa.py_buffer(data)], 0)
+
+
+def to_numpy(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """`array.to_numpy(zero_copy_only=False)` without importing pandas (pyarrow's `to_numpy` asks its pandas shim
+    too): numbers and bools without nulls as their NumPy dtype, strings as an object array of str; anything else
+    goes to pyarrow's own `to_numpy`."""
+    chunks = array.chunks if isinstance(array, pa.ChunkedArray) else [array]
+    arrow_type = array.type
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        out = np.empty(len(array), dtype=object)
+        out[:] = array.to_pylist()
+        return out
+    dtype = next((d for d, t in _FROM_NUMPY.items() if t == arrow_type), None)
+    if array.null_count or (dtype is None and not pa.types.is_boolean(arrow_type)):
+        return array.to_numpy(zero_copy_only=False)
+    parts = []
+    for chunk in chunks:
+        data = chunk.buffers()[1]
+        if pa.types.is_boolean(arrow_type):
+            bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8), bitorder="little")
+            parts.append(bits[chunk.offset : chunk.offset + len(chunk)].astype(bool))
+        else:
+            parts.append(np.frombuffer(data, dtype=dtype)[chunk.offset : chunk.offset + len(chunk)])
+    if not parts:
+        return np.empty(0, dtype=bool if dtype is None else dtype)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
