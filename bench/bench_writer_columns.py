@@ -1,0 +1,92 @@
+"""The shard writer's column building: `RecordBatch.from_arrays` on Python lists (pyarrow's conversion, which imports
+pandas) against stages/arrow.py's `column_array` per column then `from_arrays` (issue 13, process start).
+
+    .venv/bin/python bench/bench_writer_columns.py --mb 50 [--rounds 5] [--kept DIR] [--out FILE]
+
+Input: the kept documents of a finished stage (default: decontam's on the 0.1 GB scale corpus, every column of its
+schema: strings, float32, int32, a list of strings), read into Python lists per column in batches of 1,000 rows (the
+writer's batch size) until `--mb` MB of text. Timed in this process with `time.process_time`, rounds interleaved
+(the order alternates), after one untimed batch each (pyarrow's first conversion imports pandas); every batch is
+checked equal both ways. Prints CPU seconds per pass (medians), MB of text per CPU-second and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+from common import emit  # bench/ is on sys.path when run as a script
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from stages.arrow import column_array  # noqa: E402
+
+KEPT = Path("/work/scale_data/s3run0.1/out/decontam/kept")
+BATCH = 1000
+
+
+def load(kept: Path, mb: float) -> tuple[pa.Schema, list[list[list]], float]:
+    """Batches of per-column Python lists, until `mb` MB of UTF-8 text; the schema and the MB read."""
+    shards = sorted(kept.glob("*.parquet"))
+    schema = pq.read_schema(shards[0])
+    batches, text_bytes = [], 0
+    for shard in shards:
+        for batch in pq.ParquetFile(shard).iter_batches(batch_size=BATCH):
+            batches.append([batch.column(name).to_pylist() for name in schema.names])
+            text_bytes += sum(len(t.encode("utf-8")) for t in batches[-1][schema.names.index("text")])
+            if text_bytes >= mb * 1e6:
+                return schema, batches, text_bytes / 1e6
+    return schema, batches, text_bytes / 1e6
+
+
+def from_lists(schema: pa.Schema, columns: list[list]) -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
+def from_column_arrays(schema: pa.Schema, columns: list[list]) -> pa.RecordBatch:
+    arrays = [column_array(values, field.type, field.name) for values, field in zip(columns, schema)]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mb", type=float, default=50)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--kept", type=Path, default=KEPT)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    schema, batches, mb = load(args.kept, args.mb)
+    ways = {"from_arrays on lists (pyarrow)": from_lists, "column_array + from_arrays": from_column_arrays}
+    for batch in batches:
+        assert from_lists(schema, batch).equals(from_column_arrays(schema, batch))
+    cpu: dict[str, list[float]] = {name: [] for name in ways}
+    for r in range(args.rounds):
+        for name in list(ways)[:: 1 if r % 2 == 0 else -1]:
+            build = ways[name]
+            start = time.process_time()
+            for batch in batches:
+                build(schema, batch)
+            cpu[name].append(time.process_time() - start)
+    rows = sum(len(b[0]) for b in batches)
+    lines = [
+        f"Machine: {os.uname().machine}, {os.cpu_count()} CPUs, load average {os.getloadavg()}. Input: {rows:,} rows, "
+        f"{mb:.1f} MB of text, {len(batches)} batches of {BATCH}, columns {schema.names}. {args.rounds} rounds.",
+        "",
+        "| build | CPU s (median) | MB per CPU-s | per-round CPU s |",
+        "| --- | ---: | ---: | --- |",
+    ]
+    for name, runs in cpu.items():
+        med = statistics.median(runs)
+        lines.append(f"| {name} | {med:.3f} | {mb / med:.0f} | {' '.join(f'{x:.3f}' for x in runs)} |")
+    base, new = (statistics.median(v) for v in cpu.values())
+    lines.append(f"\ncolumn_array's speed / from_arrays': {base / new:.2f}x")
+    emit("\n".join(lines), args.out)
+
+
+if __name__ == "__main__":
+    main()
