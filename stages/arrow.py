@@ -12,6 +12,8 @@ in an int column, a tuple for a struct, ...), goes to `pa.array`, so the result,
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import repeat
+from operator import is_not
 from typing import Any
 
 import numpy as np
@@ -55,7 +57,7 @@ def _validity(values: list) -> tuple[pa.Buffer | None, int]:
     """The validity bitmap (None when every value is set) and the null count."""
     if None not in values:
         return None, 0
-    valid = np.fromiter((v is not None for v in values), dtype=bool, count=len(values))
+    valid = np.fromiter(map(is_not, values, repeat(None)), dtype=bool, count=len(values))
     return pa.py_buffer(np.packbits(valid, bitorder="little")), len(values) - int(np.count_nonzero(valid))
 
 
@@ -76,29 +78,35 @@ def _build(values: list, arrow_type: pa.DataType, name: str) -> pa.Array | None:
 
 
 def _strings(values: list, arrow_type: pa.DataType) -> pa.Array | None:
-    if not set(map(type, values)) <= {str, _NONE}:
-        return None  # bytes (which pyarrow takes), str subclasses, anything else: pyarrow's rules
-    validity, nulls = _validity(values)
-    texts = [v if v is not None else "" for v in values] if nulls else values
-    joined = "".join(texts)
     try:
-        data = joined.encode("utf-8")
-    except UnicodeEncodeError:
-        return None  # a lone surrogate: pyarrow's own error
+        # a flag of each str, no scan; every value is looked at (no short cut), so one that is not a str (None
+        # included) raises the TypeError
+        ascii_only = sum(map(str.isascii, values)) == len(values)
+        validity, nulls = None, 0
+        texts = values
+    except TypeError:
+        if not set(map(type, values)) <= {str, _NONE}:
+            return None  # bytes (which pyarrow takes), str subclasses, anything else: pyarrow's rules
+        validity, nulls = _validity(values)
+        texts = [v if v is not None else "" for v in values]
+        ascii_only = all(map(str.isascii, texts))
+    if ascii_only:  # a character is a byte: one encode in all
+        data = "".join(texts).encode("ascii")
+        lengths = map(len, texts)
+    else:
+        # one encode per string, as pyarrow does (one encode of the whole column, then a map from code points to
+        # bytes over it, was slower than pyarrow on 50 MB of Chinese text: bench/bench_writer_columns.py)
+        try:
+            encoded = [text.encode("utf-8") for text in texts]
+        except UnicodeEncodeError:
+            return None  # a lone surrogate: pyarrow's own error
+        data = b"".join(encoded)
+        lengths = map(len, encoded)
     offset_type = np.int64 if pa.types.is_large_string(arrow_type) else np.int32
     if len(data) > np.iinfo(offset_type).max:
         return None  # pyarrow splits it into chunks
-    char_ends = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts)).cumsum()
-    if len(data) == len(joined):  # ASCII: a character is a byte
-        byte_ends = char_ends
-    else:
-        # the byte position where each character starts (UTF-8 continuation bytes are 10xxxxxx), then each string's
-        # end in characters mapped to bytes
-        raw = np.frombuffer(data, dtype=np.uint8)
-        char_starts = np.flatnonzero((raw & 0xC0) != 0x80)
-        byte_ends = np.append(char_starts, len(data))[char_ends]
     offsets = np.zeros(len(texts) + 1, dtype=offset_type)
-    offsets[1:] = byte_ends
+    offsets[1:] = np.fromiter(lengths, dtype=np.int64, count=len(texts)).cumsum()
     return pa.Array.from_buffers(arrow_type, len(values), [validity, pa.py_buffer(offsets), pa.py_buffer(data)], nulls)
 
 

@@ -44,6 +44,10 @@ ALL_COLUMNS = merge_schema(
 )
 
 
+class _Text(str):
+    pass
+
+
 def _same(built: pa.Array, expected: pa.Array) -> bool:
     """Arrow equality, with NaN equal to NaN (pyarrow's `equals` says NaN != NaN)."""
     built.validate(full=True)
@@ -123,6 +127,8 @@ def test_every_stage_column_is_what_pa_array_makes_of_the_sample():
     "values, arrow_type",
     [
         (["a", None, "", "𝄞x中", "é"], pa.string()),
+        (["中", None], pa.string()),  # a null after a non-ASCII text
+        ([_Text("x"), "y"], pa.string()),  # a str subclass
         (["a", None, "", "𝄞x中"], pa.large_string()),
         ([None, None], pa.string()),
         ([], pa.string()),
