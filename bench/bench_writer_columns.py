@@ -4,8 +4,8 @@ pandas) against stages/arrow.py's `column_array` per column then `from_arrays` (
     .venv/bin/python bench/bench_writer_columns.py --mb 50 [--rounds 5] [--kept DIR] [--out FILE]
 
 Input: the kept documents of a finished stage (default: decontam's on the 0.1 GB scale corpus, every column of its
-schema: strings, float32, int32, a list of strings), read into Python lists per column in batches of 1,000 rows (the
-writer's batch size) until `--mb` MB of text. Timed in this process with `time.process_time`, rounds interleaved
+schema: strings, float32, int32, a list of strings), in batches of 1,000 rows (the writer's batch size) until `--mb`
+MB of text, turned into fresh Python lists per column before each timed pass. Timed in this process with `time.process_time`, rounds interleaved
 (the order alternates), after every batch was built both ways once, written to Parquet (zstd) and the two files'
 bytes compared (pyarrow's first conversion imports pandas there, outside the timing). Prints CPU seconds per pass
 (medians), MB of text per CPU-second and the ratio.
@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from common import emit  # bench/ is on sys.path when run as a script
 
@@ -32,18 +33,25 @@ KEPT = Path("/work/scale_data/s3run0.1/out/decontam/kept")
 BATCH = 1000
 
 
-def load(kept: Path, mb: float) -> tuple[pa.Schema, list[list[list]], float]:
-    """Batches of per-column Python lists, until `mb` MB of UTF-8 text; the schema and the MB read."""
+def load(kept: Path, mb: float) -> tuple[pa.Schema, list[pa.RecordBatch], float]:
+    """Arrow batches until `mb` MB of UTF-8 text; the schema and the MB read."""
     shards = sorted(kept.glob("*.parquet"))
     schema = pq.read_schema(shards[0])
     batches, text_bytes = [], 0
     for shard in shards:
         for batch in pq.ParquetFile(shard).iter_batches(batch_size=BATCH):
-            batches.append([batch.column(name).to_pylist() for name in schema.names])
-            text_bytes += sum(len(t.encode("utf-8")) for t in batches[-1][schema.names.index("text")])
+            batches.append(batch)
+            text_bytes += pc.sum(pc.binary_length(batch.column("text"))).as_py()
             if text_bytes >= mb * 1e6:
                 return schema, batches, text_bytes / 1e6
     return schema, batches, text_bytes / 1e6
+
+
+def as_lists(batches: list[pa.RecordBatch]) -> list[list[list]]:
+    """Per-column Python lists of fresh objects, as a writer holds them: a str's UTF-8 form is not cached yet (pyarrow
+    reads it with PyUnicode_AsUTF8AndSize, which keeps it in the str: a second conversion of the same strings would
+    skip the encode)."""
+    return [[column.to_pylist() for column in batch.columns] for batch in batches]
 
 
 def from_lists(schema: pa.Schema, columns: list[list]) -> pa.RecordBatch:
@@ -69,19 +77,19 @@ def main() -> None:
     for build in ways.values():
         sink = io.BytesIO()
         with pq.ParquetWriter(sink, schema, compression="zstd") as writer:
-            for batch in batches:
+            for batch in as_lists(batches):
                 writer.write_batch(build(schema, batch))
         shards.append(sink.getvalue())
     assert shards[0] == shards[1], "the Parquet bytes differ"
     cpu: dict[str, list[float]] = {name: [] for name in ways}
     for r in range(args.rounds):
         for name in list(ways)[:: 1 if r % 2 == 0 else -1]:
-            build = ways[name]
+            build, lists = ways[name], as_lists(batches)
             start = time.process_time()
-            for batch in batches:
+            for batch in lists:
                 build(schema, batch)
             cpu[name].append(time.process_time() - start)
-    rows = sum(len(b[0]) for b in batches)
+    rows = sum(b.num_rows for b in batches)
     lines = [
         f"Machine: {os.uname().machine}, {os.cpu_count()} CPUs, load average {os.getloadavg()}. Input: {rows:,} rows, "
         f"{mb:.1f} MB of text, {len(batches)} batches of {BATCH}, columns {schema.names}. {args.rounds} rounds. "
