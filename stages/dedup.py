@@ -33,13 +33,13 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
 from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.utils.logging import logger
 
+from stages.arrow import column_array, numpy_array, to_numpy
 from stages.base import Phase, StageContext
 from stages.config.dedup import DedupConfig
 from stages.dedup_rules import (
@@ -133,7 +133,7 @@ class DedupSignatures(PipelineStep):
                 _save(self.work / "signatures" / f"{tag}_pos.npy", positions)
             for band in range(cfg.bands):
                 self._save_by_part(self.work / "bands" / f"{band:03d}", tag, keys[:, band], positions, keys[:, band])
-        table = pa.table({"id": pa.array(ids, pa.string())})
+        table = pa.table({"id": column_array(ids, pa.string(), "id")})
         tmp = self.work / "ids" / f".{tag}.tmp"
         tmp.parent.mkdir(parents=True, exist_ok=True)
         pq.write_table(table, tmp)
@@ -476,7 +476,7 @@ class DedupKeepers(PipelineStep):
         for r in np.unique(ranks):
             ids = pq.read_table(self.work / "ids" / f"{int(r):05d}.parquet").column("id")
             sel = ranks == r
-            out[sel] = ids.take(pa.array(nodes[sel] & ((1 << RANK_BITS) - 1))).to_numpy(zero_copy_only=False)
+            out[sel] = to_numpy(ids.take(numpy_array(nodes[sel] & ((1 << RANK_BITS) - 1))))
         return out
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
@@ -505,15 +505,15 @@ class DedupKeepers(PipelineStep):
         ranks, positions = _node_parts(nodes[rows]) if rows else (np.empty(0, np.int64), np.empty(0, np.int64))
         table = pa.table(
             {
-                "rank": pa.array(ranks, pa.int64()),
-                "pos": pa.array(positions, pa.int64()),
-                "reason": pa.array([action[m][0] if m in action else "keep" for m in rows], pa.string()),
-                "ref": pa.array([action[m][1] if m in action else cluster[m][0] for m in rows], pa.string()),
-                "size": pa.array([cluster[m][1] if m in cluster else None for m in rows], pa.int32()),
+                "rank": numpy_array(ranks, pa.int64()),
+                "pos": numpy_array(positions, pa.int64()),
+                "reason": column_array([action[m][0] if m in action else "keep" for m in rows], pa.string(), "reason"),
+                "ref": column_array([action[m][1] if m in action else cluster[m][0] for m in rows], pa.string(), "ref"),
+                "size": column_array([cluster[m][1] if m in cluster else None for m in rows], pa.int32(), "size"),
             }
         )
         for r in range(self.signature_tasks):
-            mine = table.filter(pc.equal(table["rank"], r)).drop(["rank"]).sort_by("pos")
+            mine = table.filter(numpy_array(ranks == r)).drop(["rank"]).sort_by("pos")  # a NumPy mask: no pandas
             out = self.work / "clusters" / f"{r:05d}"
             out.mkdir(parents=True, exist_ok=True)
             tmp = out / f".{rank:03d}.tmp"
