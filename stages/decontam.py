@@ -53,7 +53,7 @@ from model.han import is_chinese
 from stages.base import Phase, StageContext
 from stages.config.decontam import BenchmarkFile, DecontamConfig
 from stages.io import ReportsCounters, atomic_write_json
-from stages.nfkc import nfkc
+from stages.nfkc import nfkc, nul_joined, nul_pieces
 
 # ------------------------------------------------------------------------------------------- text to units
 
@@ -96,24 +96,6 @@ _CAPITAL_SIGMA = 0x3A3  # the one character str.lower() maps by context (final s
 _HANGUL_JAMO_V_T = range(0x1161, 0x11C3)  # vowels and trailing consonants compose algorithmically (L+V, LV+T)
 
 
-def _nul_joined(codes: np.ndarray) -> str:
-    """The code points `codes` (no NUL, no surrogate) joined by NUL, built as UTF-32."""
-    spaced = np.zeros((len(codes), 2), dtype=np.uint32)
-    spaced[:, 0] = codes
-    return spaced.ravel()[:-1].tobytes().decode("utf-32-le")
-
-
-def _nul_pieces(joined: str) -> tuple[np.ndarray, np.ndarray]:
-    """The code points of a NUL-joined string without the NULs, and where each piece starts (plus the end)."""
-    cp = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    is_nul = cp == 0
-    nul = np.flatnonzero(is_nul)
-    bounds = np.empty(len(nul) + 2, dtype=np.int64)
-    bounds[0], bounds[-1] = 0, len(cp) - len(nul)
-    np.subtract(nul, np.arange(len(nul)), out=bounds[1:-1])
-    return cp[~is_nul], bounds
-
-
 _NORMALIZE_TABLE: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
 
 
@@ -136,8 +118,8 @@ def _normalize_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return _NORMALIZE_TABLE
     codes = np.arange(1, _BMP_END, dtype=np.uint32)
     codes = codes[(codes < 0xD800) | (codes > 0xDFFF)]
-    table = _nul_joined(codes)
-    decomposed, bounds = _nul_pieces(unicodedata.normalize("NFKD", table))
+    table = nul_joined(codes)
+    decomposed, bounds = nul_pieces(unicodedata.normalize("NFKD", table))
     # Second characters of two-character canonical decompositions. A composite's canonical decomposition is also
     # two or more characters of its NFKD, so the BMP's candidates are those; beyond the BMP, every plane that is
     # not already in NFD is looked at the same way (a BMP character can be the second of a composite there).
@@ -146,7 +128,7 @@ def _normalize_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         chars = np.arange(plane << 16, (plane + 1) << 16, dtype=np.uint32)
         text = chars.tobytes().decode("utf-32-le")
         if not unicodedata.is_normalized("NFD", text):
-            _, plane_bounds = _nul_pieces(unicodedata.normalize("NFD", _nul_joined(chars)))
+            _, plane_bounds = nul_pieces(unicodedata.normalize("NFD", nul_joined(chars)))
             candidates += chars[np.diff(plane_bounds) >= 2].tolist()
     seconds = set(_HANGUL_JAMO_V_T)
     for c in candidates:
@@ -161,9 +143,9 @@ def _normalize_table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     blocked = np.add.reduceat(blocks[decomposed], bounds[:-1]) > 0
     blocked |= bounds[:-1] == bounds[1:]  # (no decomposition is empty; reduceat would misread one)
     composed = unicodedata.normalize("NFKC", table)
-    nfkc_chars, nfkc_bounds = _nul_pieces(composed)
+    nfkc_chars, nfkc_bounds = nul_pieces(composed)
     blocked |= np.add.reduceat((nfkc_chars == _CAPITAL_SIGMA).astype(np.int64), nfkc_bounds[:-1]) > 0
-    pool, out_bounds = _nul_pieces(composed.lower())
+    pool, out_bounds = nul_pieces(composed.lower())
     counts = np.diff(out_bounds)
     blocked |= (counts == 0) | (np.diff(nfkc_bounds) == 0)  # (none is empty; reduceat would misread one)
     lengths = np.full(_BMP_END, -1, dtype=np.int8)

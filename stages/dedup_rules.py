@@ -21,7 +21,7 @@ from rapidfuzz import process
 from rapidfuzz.distance import Levenshtein
 
 from model.han import is_chinese
-from stages.nfkc import nfkc
+from stages.nfkc import nfkc, nul_joined, nul_pieces
 
 _P = np.uint64(0x100000001B3)  # FNV-64 prime: odd, so it is invertible modulo 2**64
 _P_INV = np.uint64(pow(0x100000001B3, -1, 2**64))
@@ -98,8 +98,8 @@ def _fold_table() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     table joined by NUL, which is inert and no first or second character of any composition, so it keeps every
     character's result apart)."""
     table = _nul_joined(_TABLE_END)
-    chars = _pieces(table)[0]
-    decomposed, bounds = _pieces(unicodedata.normalize("NFKD", table))
+    chars = nul_pieces(table)[0]
+    decomposed, bounds = nul_pieces(unicodedata.normalize("NFKD", table))
     # A two-character canonical decomposition is also two or more characters of NFKD; beyond the table, one quick
     # check says whether any code point decomposes at all (none does in Unicode 15: planes 4-16 are unassigned,
     # tags, variation selectors and private use), else they are all looked at.
@@ -119,7 +119,7 @@ def _fold_table() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     blocks[list(seconds)] = 1
     blocked = np.add.reduceat(blocks[decomposed], bounds[:-1]) > 0
     blocked |= bounds[:-1] == bounds[1:]  # (no decomposition is empty; reduceat would misread one)
-    pool, bounds = _pieces(_WS.sub("", unicodedata.normalize("NFKC", table).casefold()))
+    pool, bounds = nul_pieces(_WS.sub("", unicodedata.normalize("NFKC", table).casefold()))
     pool = pool.astype(np.uint64)
     counts = np.diff(bounds)
     inert = chars[~blocked]
@@ -134,25 +134,9 @@ def _fold_table() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
 
 
 def _nul_joined(end: int) -> str:
-    """Every code point from 1 to end - 1 but the surrogates, joined by NUL (built as UTF-32: a Python join of a
-    million one-character strings costs 0.2 s)."""
+    """Every code point from 1 to end - 1 but the surrogates, joined by NUL."""
     codes = np.arange(1, end, dtype=np.uint32)
-    codes = codes[(codes < 0xD800) | (codes > 0xDFFF)]
-    spaced = np.zeros((len(codes), 2), dtype=np.uint32)
-    spaced[:, 0] = codes
-    return spaced.ravel()[:-1].tobytes().decode("utf-32-le")
-
-
-def _pieces(joined: str) -> tuple[np.ndarray, np.ndarray]:
-    """The code points (uint32) of a NUL-joined string without the NULs, and where each piece starts (one more
-    entry: the end), so that piece i is values[bounds[i] : bounds[i + 1]]."""
-    cp = np.frombuffer(joined.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-    is_nul = cp == 0
-    nul = np.flatnonzero(is_nul)
-    bounds = np.empty(len(nul) + 2, dtype=np.int64)
-    bounds[0], bounds[-1] = 0, len(cp) - len(nul)
-    np.subtract(nul, np.arange(len(nul)), out=bounds[1:-1])
-    return cp[~is_nul], bounds
+    return nul_joined(codes[(codes < 0xD800) | (codes > 0xDFFF)])
 
 
 def folded_codepoints(text: str) -> np.ndarray:
