@@ -248,19 +248,25 @@ def test_table_normalization_equals_normalize():
     assert normalized_texts([]) == [] and normalized_texts([""]) == [""] and normalized_texts(["", ""]) == ["", ""]
 
 
+# The hashing's definition in Python integers, which the tests compare the NumPy kernels against.
+M64, POLY_BASE, GOLDEN = (1 << 64) - 1, 0x100000001B3, 0x9E3779B97F4A7C15
+
+
+def fmix(h: int) -> int:
+    """MurmurHash3's 64-bit finalizer."""
+    h ^= h >> 33
+    h = h * 0xFF51AFD7ED558CCD & M64
+    h ^= h >> 33
+    h = h * 0xC4CEB9FE1A85EC53 & M64
+    return h ^ h >> 33
+
+
 def test_word_codes_are_the_regex_words_and_their_polynomial():
     """`word_codes` finds exactly the words `re` finds (`\\w+`: str.isalnum() or "_", any script, beyond the BMP
     too) in every sample document, normalized, and in random strings; each code is the polynomial of the word's
     character codes (Python integers here), finalized with fmix64; on the sample, equal words get equal codes and
     distinct words distinct codes."""
-    m64, base, golden = (1 << 64) - 1, 0x100000001B3, 0x9E3779B97F4A7C15
-
-    def fmix(h: int) -> int:
-        h ^= h >> 33
-        h = h * 0xFF51AFD7ED558CCD & m64
-        h ^= h >> 33
-        h = h * 0xC4CEB9FE1A85EC53 & m64
-        return h ^ h >> 33
+    m64, base, golden = M64, POLY_BASE, GOLDEN
 
     def code(word: str) -> int:
         h = 0
@@ -288,14 +294,7 @@ def test_word_codes_are_the_regex_words_and_their_polynomial():
 def test_window_hashes_are_the_polynomial_of_each_window():
     """The prefix-sum hashing gives, for every window, the polynomial sum_j codes[i+j] * B**(L-1-j) mod 2**64
     finalized with fmix64 and the length, computed here with Python integers."""
-    m64, base, golden = (1 << 64) - 1, 0x100000001B3, 0x9E3779B97F4A7C15
-
-    def fmix(h: int) -> int:
-        h ^= h >> 33
-        h = h * 0xFF51AFD7ED558CCD & m64
-        h ^= h >> 33
-        h = h * 0xC4CEB9FE1A85EC53 & m64
-        return h ^ h >> 33
+    m64, base, golden = M64, POLY_BASE, GOLDEN
 
     rng = np.random.default_rng(0)
     for n in (0, 1, 7, 8, 13, 300):

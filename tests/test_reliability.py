@@ -419,6 +419,20 @@ def unblock(src, zh_docs):
     write_jsonl(src / "part-1.jsonl", [{"text": d} for d in zh_docs[10:20]])
 
 
+def killed_after_its_first_task(tmp_path, zh_docs):
+    """`start_ingest_blocked_on_a_fifo`, killed (its whole process group, SIGKILL) once task 0 has finished, then the
+    FIFO replaced by real documents. Returns the run folder, the config path, the dead process and the tasks folder."""
+    src, run_dir, cfg_path, first = start_ingest_blocked_on_a_fifo(tmp_path, zh_docs)
+    tasks = run_dir / "out" / "ingest" / "tasks"
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tasks.glob("*.json")):
+        time.sleep(0.05)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    unblock(src, zh_docs)
+    return run_dir, cfg_path, first, tasks
+
+
 # --- issue 18 item 8: two runs of one stage at once ------------------------------------------------------------------
 
 
@@ -532,14 +546,7 @@ def test_a_live_task_process_of_a_dead_run_is_waited_for_then_named(tmp_path, zh
     """A task process of a killed run still holding the lock: the rerun waits for it (and says so); if it exits the
     rerun resumes; if it is still alive after LEFTOVER_WAIT_SECONDS the rerun is refused, naming its pid and command
     and saying to kill it, and has written nothing."""
-    src, run_dir, cfg_path, first = start_ingest_blocked_on_a_fifo(tmp_path, zh_docs)
-    tasks = run_dir / "out" / "ingest" / "tasks"
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(tasks.glob("*.json")):
-        time.sleep(0.05)
-    os.killpg(first.pid, signal.SIGKILL)
-    first.wait()
-    unblock(src, zh_docs)
+    run_dir, cfg_path, first, tasks = killed_after_its_first_task(tmp_path, zh_docs)
     lock = run_dir / "out" / "ingest" / runner.LOCK_NAME
     cfg = load_config(cfg_path)
 
@@ -591,14 +598,7 @@ def test_a_setting_changed_after_a_killed_run_is_refused_naming_the_key(tmp_path
     """Kill ingest mid-way, change a setting that decides its output: the rerun refuses (exit 2) naming the key and
     both values instead of finishing the other tasks under the new setting; status says so; the old setting (or a
     changed non-output setting) resumes; --force redoes the stage under the new one."""
-    src, run_dir, cfg_path, first = start_ingest_blocked_on_a_fifo(tmp_path, zh_docs)
-    tasks = run_dir / "out" / "ingest" / "tasks"
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(tasks.glob("*.json")):
-        time.sleep(0.05)
-    os.killpg(first.pid, signal.SIGKILL)
-    first.wait()
-    unblock(src, zh_docs)
+    run_dir, cfg_path, first, tasks = killed_after_its_first_task(tmp_path, zh_docs)
 
     changed = ("--set", "stages.ingest.unicode_form=none")
     r = pipeline_cli("run", "ingest", "--config", str(cfg_path), *changed)
