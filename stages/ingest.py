@@ -53,6 +53,7 @@ from stages.formats import Extracted, arxiv
 # `pipeline` command imports this module for its config, and those imports were a third of the start of `pipeline
 # run tokenize` (`python -X importtime -c "import pipeline.cli"`, 6.8 s under load 17 on the shared VM). polars,
 # once imported here for the id-repeat check (0.7 s), is no longer used by ingest.
+from stages.arrow import column_array, numpy_array, to_numpy
 from stages.io import TMP_DIR
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -858,7 +859,14 @@ class IdRecorder:
     def _flush(self, b: int) -> None:
         if self.rows[b]:
             ids, files, records = zip(*self.rows[b])
-            self.writers[b].write_table(pa.table([ids, files, records], schema=ID_SCHEMA))
+            # built from buffers: `pa.table` of Python lists imports pandas (0.2-0.3 CPU-s, issue 13), and a
+            # one-task ingest with an id_field had no other reason to
+            columns = [
+                column_array(ids, pa.string(), "id"),
+                numpy_array(np.array(files, dtype=np.int64)),
+                numpy_array(np.array(records, dtype=np.int64)),
+            ]
+            self.writers[b].write_table(pa.Table.from_arrays(columns, schema=ID_SCHEMA))
             self.rows[b] = []
 
     def close(self) -> None:
@@ -891,7 +899,8 @@ class IdRepeats(PipelineStep):
 
     def _bucket(self, bucket: int) -> None:
         files = sorted((self.work / "ids" / f"{bucket:04d}").glob("*.parquet"))
-        ids = pa.concat_tables([pq.read_table(f) for f in files]) if files else ID_SCHEMA.empty_table()
+        # ParquetFile.read, not pq.read_table: read_table imports pyarrow.dataset, and with it pandas (0.2-0.3 CPU-s)
+        ids = pa.concat_tables([pq.ParquetFile(f).read() for f in files]) if files else ID_SCHEMA.empty_table()
         repeats = repeated_records(ids)
         self.stat_update("duplicate_ids", value=repeats.num_rows)
         out = self.work / "repeats" / f"{bucket:04d}.parquet"
@@ -912,11 +921,13 @@ def repeated_records(ids: pa.Table) -> pa.Table:
     if ids.num_rows == 0:
         return REPEATS_SCHEMA.empty_table()
     ids = ids.sort_by([("file_index", "ascending"), ("record", "ascending")])
-    positions = ids.append_column("position", pa.array(np.arange(ids.num_rows, dtype=np.int64)))
-    first = positions.group_by("id", use_threads=False).aggregate([("position", "min")]).column("position_min")
+    # Each id's first row in that order: its code in a dictionary encoding, then NumPy's first index of each code.
+    # Not Table.group_by: it runs on Acero, whose import brings pyarrow.dataset and pandas (0.2-0.3 CPU-s).
+    codes = pc.dictionary_encode(ids.column("id").combine_chunks()).indices
+    _, first = np.unique(to_numpy(codes), return_index=True)
     later = np.ones(ids.num_rows, dtype=bool)
-    later[first.to_numpy()] = False
-    return ids.filter(pa.array(later)).select(REPEATS_SCHEMA.names).cast(REPEATS_SCHEMA)
+    later[first] = False
+    return ids.filter(numpy_array(later)).select(REPEATS_SCHEMA.names).cast(REPEATS_SCHEMA)
 
 
 def load_repeats(repeats_dir: Path, file_indexes: set[int]) -> set[tuple[int, int]]:
@@ -927,10 +938,10 @@ def load_repeats(repeats_dir: Path, file_indexes: set[int]) -> set[tuple[int, in
     mine: set[tuple[int, int]] = set()
     wanted = np.array(sorted(file_indexes), dtype=np.int64)
     for f in files:
-        table = pq.read_table(f, columns=REPEATS_SCHEMA.names)
-        file_index = table.column("file_index").to_numpy()
+        table = pq.ParquetFile(f).read(columns=REPEATS_SCHEMA.names)  # not read_table: see IdRepeats._bucket
+        file_index = to_numpy(table.column("file_index"))
         keep = np.isin(file_index, wanted)
-        mine.update(zip(file_index[keep].tolist(), table.column("record").to_numpy()[keep].tolist()))
+        mine.update(zip(file_index[keep].tolist(), to_numpy(table.column("record"))[keep].tolist()))
     return mine
 
 
