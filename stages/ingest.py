@@ -45,15 +45,14 @@ from datatrove.utils.typeshelper import StatHints
 from tqdm import tqdm
 from warcio.archiveiterator import ArchiveIterator
 
-from stages.base import Phase, StageContext
-from stages.config.ingest import IngestConfig
-from stages.formats import Extracted, arxiv
-
 # The readers of PDF (pypdf, pdfminer: 1.2 s), EPUB and Wikipedia dumps are imported where they are used: every
 # `pipeline` command imports this module for its config, and those imports were a third of the start of `pipeline
 # run tokenize` (`python -X importtime -c "import pipeline.cli"`, 6.8 s under load 17 on the shared VM). polars,
 # once imported here for the id-repeat check (0.7 s), is no longer used by ingest.
 from stages.arrow import column_array, numpy_array, to_numpy
+from stages.base import Phase, StageContext
+from stages.config.ingest import IngestConfig
+from stages.formats import Extracted, arxiv
 from stages.io import TMP_DIR
 
 # ---------------------------------------------------------------------------------------------------------------
