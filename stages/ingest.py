@@ -1040,9 +1040,11 @@ def build(ctx: StageContext) -> list[Phase]:
     again = main_phase(again_reader)
     repeats = Phase("repeats", [IdRepeats(work, stage_cfg.id_buckets)], min(stage_cfg.id_buckets, ctx.tasks))
     duplicates = Phase("duplicates", [IdDuplicatesRedo(again_reader, again.steps)], ctx.tasks, again.kept_schema)
-    if repeats.tasks == duplicates.tasks == 1:
-        # one task each: one phase whose task finds the repeats, then reads again if its files hold one. A phase's
-        # setup in datatrove's executor (log handlers, executor.json, stats and completion files) is 0.02-0.03
-        # CPU-s, a tenth of what id_field added to a one-task ingest of 2.4 MB (BENCHMARKS.md, "Fourth pass")
-        return [main, Phase("repeats+duplicates", [*repeats.steps, *duplicates.steps], 1, again.kept_schema)]
+    if ctx.tasks == 1:
+        # One task: one phase whose task reads, finds the repeats (IdRepeats drains the main steps first, so the
+        # id files are complete), then reads again if its files hold one: the same files in the same order as three
+        # phases. A phase's setup in datatrove's executor (log handlers, executor.json, stats and completion files)
+        # is 0.02-0.05 CPU-s, and on Slurm a job and its queue wait (BENCHMARKS.md, issue 13, "Fifth pass").
+        steps = [*main.steps, *repeats.steps, *duplicates.steps]
+        return [Phase("main+repeats+duplicates", steps, 1, again.kept_schema)]
     return [main, repeats, duplicates]
