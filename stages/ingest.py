@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import functools
 import glob as globlib
 import hashlib
 import io
@@ -35,7 +36,6 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-import zstandard
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.io import get_datafolder
 from datatrove.pipeline.base import PipelineStep
@@ -43,16 +43,17 @@ from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.utils.logging import logger
 from datatrove.utils.typeshelper import StatHints
 from tqdm import tqdm
-from warcio.archiveiterator import ArchiveIterator
 
 # The readers of PDF (pypdf, pdfminer: 1.2 s), EPUB and Wikipedia dumps are imported where they are used: every
-# `pipeline` command imports this module for its config, and those imports were a third of the start of `pipeline
+# `pipeline` command imported this module for its config, and those imports were a third of the start of `pipeline
 # run tokenize` (`python -X importtime -c "import pipeline.cli"`, 6.8 s under load 17 on the shared VM). polars,
-# once imported here for the id-repeat check (0.7 s), is no longer used by ingest.
+# once imported here for the id-repeat check (0.7 s), is no longer used by ingest. warcio, zstandard and the LaTeX
+# reader (stages/formats/arxiv.py, with tarfile) too are imported by the formats that use them: a JSONL or Parquet
+# ingest of a few MB paid 0.02-0.04 CPU-s for them (issue 13, fifth pass).
 from stages.arrow import column_array, numpy_array, to_numpy
 from stages.base import Phase, StageContext
 from stages.config.ingest import IngestConfig
-from stages.formats import Extracted, arxiv
+from stages.formats import Extracted
 from stages.io import TMP_DIR
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -228,16 +229,24 @@ def extract_html_bounded(html: str, favor_precision: bool, include_tables: bool,
 TOO_LARGE_SAMPLE = 64 * 1024
 
 
-class StrictArchiveIterator(ArchiveIterator):
-    """warcio's iterator, recording whether the last gzip member ended early: warcio stops quietly there."""
+@functools.cache
+def strict_archive_iterator() -> type:
+    """StrictArchiveIterator, the class, made on first use (warcio is imported only by a WARC read)."""
+    from warcio.archiveiterator import ArchiveIterator
 
-    truncated = False
+    class StrictArchiveIterator(ArchiveIterator):
+        """warcio's iterator, recording whether the last gzip member ended early: warcio stops quietly there."""
 
-    def close(self):
-        reader = self.reader
-        if reader is not None and reader.decompressor is not None and not getattr(reader.decompressor, "eof", True):
-            self.truncated = True
-        super().close()
+        truncated = False
+
+        def close(self):
+            reader = self.reader
+            decompressor = reader.decompressor if reader is not None else None
+            if decompressor is not None and not getattr(decompressor, "eof", True):
+                self.truncated = True
+            super().close()
+
+    return StrictArchiveIterator
 
 
 def check_record_complete(record) -> None:
@@ -304,6 +313,8 @@ class SourceSpec:
         folder = get_datafolder(self.base)
         files = [f for f in folder.list_files(recursive=True, glob_pattern=self.pattern) if not _is_hidden(f)]
         if self.format == "arxiv":  # a paper is an archive or a folder of files: one unit of work each
+            from stages.formats import arxiv
+
             return arxiv.paper_units(files)
         return files
 
@@ -356,6 +367,8 @@ class ZstdFramesReader(io.RawIOBase):
     def __init__(self, raw):
         super().__init__()
         self._raw = raw
+        import zstandard  # here: only a .zst source needs it
+
         self._dctx = zstandard.ZstdDecompressor()
         self._frame = None  # decompressobj of the frame being read
         self._pending = b""  # compressed bytes after the end of the last frame
@@ -564,6 +577,8 @@ class IngestReader(PipelineStep):
                 yield self._extracted(src, rel, record)
 
     def _arxiv(self, src, folder, rel):
+        from stages.formats import arxiv
+
         if rel.lower().endswith(arxiv.ARCHIVE_SUFFIXES):
             with folder.open(rel, "rb") as f:
                 files = arxiv.archive_files(f.read())
@@ -739,7 +754,7 @@ class IngestReader(PipelineStep):
         max_payload = int(self.cfg.max_payload_mb * 2**20)
         max_html = int(self.cfg.max_html_mb * 2**20)
         with folder.open(rel, "rb") as f:
-            records = StrictArchiveIterator(f)
+            records = strict_archive_iterator()(f)
             previous = None
             for n, record in enumerate(records, start=1):
                 check_record_complete(previous)
