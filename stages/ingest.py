@@ -36,6 +36,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
+import zstandard
 from datatrove.data import Document, DocumentsPipeline
 from datatrove.io import get_datafolder
 from datatrove.pipeline.base import PipelineStep
@@ -47,9 +48,9 @@ from tqdm import tqdm
 # The readers of PDF (pypdf, pdfminer: 1.2 s), EPUB and Wikipedia dumps are imported where they are used: every
 # `pipeline` command imported this module for its config, and those imports were a third of the start of `pipeline
 # run tokenize` (`python -X importtime -c "import pipeline.cli"`, 6.8 s under load 17 on the shared VM). polars,
-# once imported here for the id-repeat check (0.7 s), is no longer used by ingest. warcio, zstandard and the LaTeX
-# reader (stages/formats/arxiv.py, with tarfile) too are imported by the formats that use them: a JSONL or Parquet
-# ingest of a few MB paid 0.02-0.04 CPU-s for them (issue 13, fifth pass).
+# once imported here for the id-repeat check (0.7 s), is no longer used by ingest. warcio and the LaTeX reader
+# (stages/formats/arxiv.py, with tarfile) too are imported by the formats that use them: every JSONL or Parquet
+# ingest paid for them (`-X importtime`: warcio 9-25 ms, arxiv 6-28 ms at load 4-6; issue 13, fifth pass).
 from stages.arrow import column_array, numpy_array, to_numpy
 from stages.base import Phase, StageContext
 from stages.config.ingest import IngestConfig
@@ -367,8 +368,6 @@ class ZstdFramesReader(io.RawIOBase):
     def __init__(self, raw):
         super().__init__()
         self._raw = raw
-        import zstandard  # here: only a .zst source needs it
-
         self._dctx = zstandard.ZstdDecompressor()
         self._frame = None  # decompressobj of the frame being read
         self._pending = b""  # compressed bytes after the end of the last frame
