@@ -13,7 +13,8 @@ can be compared across sizes: memory per worker must not grow with the input. `-
 separate process, so its peak RSS and CPU seconds are its own), `--repeats` rounds in which every implementation
 of an input runs in turn (the machine is shared: interleaved, then medians). The reference rows run datatrove's
 own `JsonlReader`/`ParquetReader`/`WarcReader (+ Trafilatura)` -> `ParquetWriter` on the same files in the same
-run; JSONL and Parquet run ours twice, with and without `id_field` (the unique-id check reads the input twice).
+run; JSONL and Parquet run ours twice, with and without `id_field` (the unique-id check: the id files, the repeats,
+and a second read of the files that hold a repeated id; the inputs here have none).
 `--base <checkout>` adds the same runs of another checkout's code (the merge base, say) to every round.
 The ratio column is the reference's CPU seconds over ours (above 1: ours is faster), process start included.
 

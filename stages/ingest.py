@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import functools
 import glob as globlib
 import hashlib
 import io
@@ -43,16 +44,17 @@ from datatrove.pipeline.filters.base_filter import BaseFilter
 from datatrove.utils.logging import logger
 from datatrove.utils.typeshelper import StatHints
 from tqdm import tqdm
-from warcio.archiveiterator import ArchiveIterator
-
-from stages.base import Phase, StageContext
-from stages.config.ingest import IngestConfig
-from stages.formats import Extracted, arxiv
 
 # The readers of PDF (pypdf, pdfminer: 1.2 s), EPUB and Wikipedia dumps are imported where they are used: every
-# `pipeline` command imports this module for its config, and those imports were a third of the start of `pipeline
+# `pipeline` command imported this module for its config, and those imports were a third of the start of `pipeline
 # run tokenize` (`python -X importtime -c "import pipeline.cli"`, 6.8 s under load 17 on the shared VM). polars,
-# once imported here for the id-repeat check (0.7 s), is no longer used by ingest.
+# once imported here for the id-repeat check (0.7 s), is no longer used by ingest. warcio and the LaTeX reader
+# (stages/formats/arxiv.py, with tarfile) too are imported by the formats that use them: every JSONL or Parquet
+# ingest paid for them (`-X importtime`: warcio 9-25 ms, arxiv 6-28 ms at load 4-6; issue 13, fifth pass).
+from stages.arrow import column_array, numpy_array, to_numpy
+from stages.base import Phase, StageContext
+from stages.config.ingest import IngestConfig
+from stages.formats import Extracted
 from stages.io import TMP_DIR
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -228,16 +230,24 @@ def extract_html_bounded(html: str, favor_precision: bool, include_tables: bool,
 TOO_LARGE_SAMPLE = 64 * 1024
 
 
-class StrictArchiveIterator(ArchiveIterator):
-    """warcio's iterator, recording whether the last gzip member ended early: warcio stops quietly there."""
+@functools.cache
+def strict_archive_iterator() -> type:
+    """StrictArchiveIterator, the class, made on first use (warcio is imported only by a WARC read)."""
+    from warcio.archiveiterator import ArchiveIterator
 
-    truncated = False
+    class StrictArchiveIterator(ArchiveIterator):
+        """warcio's iterator, recording whether the last gzip member ended early: warcio stops quietly there."""
 
-    def close(self):
-        reader = self.reader
-        if reader is not None and reader.decompressor is not None and not getattr(reader.decompressor, "eof", True):
-            self.truncated = True
-        super().close()
+        truncated = False
+
+        def close(self):
+            reader = self.reader
+            decompressor = reader.decompressor if reader is not None else None
+            if decompressor is not None and not getattr(decompressor, "eof", True):
+                self.truncated = True
+            super().close()
+
+    return StrictArchiveIterator
 
 
 def check_record_complete(record) -> None:
@@ -304,6 +314,8 @@ class SourceSpec:
         folder = get_datafolder(self.base)
         files = [f for f in folder.list_files(recursive=True, glob_pattern=self.pattern) if not _is_hidden(f)]
         if self.format == "arxiv":  # a paper is an archive or a folder of files: one unit of work each
+            from stages.formats import arxiv
+
             return arxiv.paper_units(files)
         return files
 
@@ -564,6 +576,8 @@ class IngestReader(PipelineStep):
                 yield self._extracted(src, rel, record)
 
     def _arxiv(self, src, folder, rel):
+        from stages.formats import arxiv
+
         if rel.lower().endswith(arxiv.ARCHIVE_SUFFIXES):
             with folder.open(rel, "rb") as f:
                 files = arxiv.archive_files(f.read())
@@ -739,7 +753,7 @@ class IngestReader(PipelineStep):
         max_payload = int(self.cfg.max_payload_mb * 2**20)
         max_html = int(self.cfg.max_html_mb * 2**20)
         with folder.open(rel, "rb") as f:
-            records = StrictArchiveIterator(f)
+            records = strict_archive_iterator()(f)
             previous = None
             for n, record in enumerate(records, start=1):
                 check_record_complete(previous)
@@ -858,7 +872,14 @@ class IdRecorder:
     def _flush(self, b: int) -> None:
         if self.rows[b]:
             ids, files, records = zip(*self.rows[b])
-            self.writers[b].write_table(pa.table([ids, files, records], schema=ID_SCHEMA))
+            # built from buffers: `pa.table` of Python lists imports pandas (0.2-0.3 CPU-s, issue 13), and a
+            # one-task ingest with an id_field had no other reason to
+            columns = [
+                column_array(ids, pa.string(), "id"),
+                numpy_array(np.array(files, dtype=np.int64)),
+                numpy_array(np.array(records, dtype=np.int64)),
+            ]
+            self.writers[b].write_table(pa.Table.from_arrays(columns, schema=ID_SCHEMA))
             self.rows[b] = []
 
     def close(self) -> None:
@@ -891,7 +912,8 @@ class IdRepeats(PipelineStep):
 
     def _bucket(self, bucket: int) -> None:
         files = sorted((self.work / "ids" / f"{bucket:04d}").glob("*.parquet"))
-        ids = pa.concat_tables([pq.read_table(f) for f in files]) if files else ID_SCHEMA.empty_table()
+        # ParquetFile.read, not pq.read_table: read_table imports pyarrow.dataset, and with it pandas (0.2-0.3 CPU-s)
+        ids = pa.concat_tables([pq.ParquetFile(f).read() for f in files]) if files else ID_SCHEMA.empty_table()
         repeats = repeated_records(ids)
         self.stat_update("duplicate_ids", value=repeats.num_rows)
         out = self.work / "repeats" / f"{bucket:04d}.parquet"
@@ -912,11 +934,13 @@ def repeated_records(ids: pa.Table) -> pa.Table:
     if ids.num_rows == 0:
         return REPEATS_SCHEMA.empty_table()
     ids = ids.sort_by([("file_index", "ascending"), ("record", "ascending")])
-    positions = ids.append_column("position", pa.array(np.arange(ids.num_rows, dtype=np.int64)))
-    first = positions.group_by("id", use_threads=False).aggregate([("position", "min")]).column("position_min")
+    # Each id's first row in that order: its code in a dictionary encoding, then NumPy's first index of each code.
+    # Not Table.group_by: it runs on Acero, whose import brings pyarrow.dataset and pandas (0.2-0.3 CPU-s).
+    codes = pc.dictionary_encode(ids.column("id").combine_chunks()).indices
+    _, first = np.unique(to_numpy(codes), return_index=True)
     later = np.ones(ids.num_rows, dtype=bool)
-    later[first.to_numpy()] = False
-    return ids.filter(pa.array(later)).select(REPEATS_SCHEMA.names).cast(REPEATS_SCHEMA)
+    later[first] = False
+    return ids.filter(numpy_array(later)).select(REPEATS_SCHEMA.names).cast(REPEATS_SCHEMA)
 
 
 def load_repeats(repeats_dir: Path, file_indexes: set[int]) -> set[tuple[int, int]]:
@@ -927,10 +951,10 @@ def load_repeats(repeats_dir: Path, file_indexes: set[int]) -> set[tuple[int, in
     mine: set[tuple[int, int]] = set()
     wanted = np.array(sorted(file_indexes), dtype=np.int64)
     for f in files:
-        table = pq.read_table(f, columns=REPEATS_SCHEMA.names)
-        file_index = table.column("file_index").to_numpy()
+        table = pq.ParquetFile(f).read(columns=REPEATS_SCHEMA.names)  # not read_table: see IdRepeats._bucket
+        file_index = to_numpy(table.column("file_index"))
         keep = np.isin(file_index, wanted)
-        mine.update(zip(file_index[keep].tolist(), table.column("record").to_numpy()[keep].tolist()))
+        mine.update(zip(file_index[keep].tolist(), to_numpy(table.column("record"))[keep].tolist()))
     return mine
 
 
@@ -1030,9 +1054,11 @@ def build(ctx: StageContext) -> list[Phase]:
     again = main_phase(again_reader)
     repeats = Phase("repeats", [IdRepeats(work, stage_cfg.id_buckets)], min(stage_cfg.id_buckets, ctx.tasks))
     duplicates = Phase("duplicates", [IdDuplicatesRedo(again_reader, again.steps)], ctx.tasks, again.kept_schema)
-    if repeats.tasks == duplicates.tasks == 1:
-        # one task each: one phase whose task finds the repeats, then reads again if its files hold one. A phase's
-        # setup in datatrove's executor (log handlers, executor.json, stats and completion files) is 0.02-0.03
-        # CPU-s, a tenth of what id_field added to a one-task ingest of 2.4 MB (BENCHMARKS.md, "Fourth pass")
-        return [main, Phase("repeats+duplicates", [*repeats.steps, *duplicates.steps], 1, again.kept_schema)]
+    if ctx.tasks == 1:
+        # One task: one phase whose task reads, finds the repeats (IdRepeats drains the main steps first, so the
+        # id files are complete), then reads again if its files hold one: the same files in the same order as three
+        # phases. A phase's setup in datatrove's executor (log handlers, executor.json, stats and completion files)
+        # is 0.02-0.05 CPU-s, and on Slurm a job and its queue wait (BENCHMARKS.md, issue 13, "Fifth pass").
+        steps = [*main.steps, *repeats.steps, *duplicates.steps]
+        return [Phase("main+repeats+duplicates", steps, 1, again.kept_schema)]
     return [main, repeats, duplicates]

@@ -156,9 +156,9 @@ def test_repeated_ids_go_to_removed_and_the_first_copy_is_kept_for_any_task_coun
         cfg_path = write_config(d, source("s", str(src), "jsonl", id_field="id"), tasks=tasks)
         cfg, stats = run_ingest(cfg_path, f"stages.ingest.id_buckets={buckets}")
         assert stats["removed_by_reason"] == {"duplicate_id": 7, "empty_text": 1}
-        # one task: the repeats and the reading again run as one phase
+        # one task: the read, the repeats and the reading again run as one phase
         phases = json.loads((cfg.workdir / "ingest" / "run.json").read_text())["phases"]
-        assert phases == (["main", "repeats+duplicates"] if tasks == 1 else ["main", "repeats", "duplicates"])
+        assert phases == (["main+repeats+duplicates"] if tasks == 1 else ["main", "repeats", "duplicates"])
         assert kept(cfg)["id"].is_unique().all()
         assert verify(cfg, quiet=True) == []
         results.append((kept(cfg).sort("id").select("id", "text"), removed(cfg).sort("id", "source_line")))
