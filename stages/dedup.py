@@ -474,7 +474,8 @@ class DedupKeepers(PipelineStep):
         out = np.empty(len(nodes), dtype=object)
         ranks = nodes >> RANK_BITS
         for r in np.unique(ranks):
-            ids = pq.read_table(self.work / "ids" / f"{int(r):05d}.parquet").column("id")
+            # ParquetFile, not pq.read_table: read_table goes through pyarrow.dataset, which imports pandas
+            ids = pq.ParquetFile(self.work / "ids" / f"{int(r):05d}.parquet").read(columns=["id"]).column("id")
             sel = ranks == r
             out[sel] = to_numpy(ids.take(numpy_array(nodes[sel] & ((1 << RANK_BITS) - 1))))
         return out
@@ -538,8 +539,11 @@ class DedupFilter(ReportsCounters, BaseFilter):
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         folder = self.work / "clusters" / f"{rank:05d}"
+        # ParquetFile, not pq.read_table (which imports pyarrow.dataset and pandas with it: 0.15-0.27 CPU-s)
         rows = [
-            row for k in range(self.cluster_parts) for row in pq.read_table(folder / f"{k:03d}.parquet").to_pylist()
+            row
+            for k in range(self.cluster_parts)
+            for row in pq.ParquetFile(folder / f"{k:03d}.parquet").read().to_pylist()
         ]
         self.plan = {r["pos"]: (r["reason"], r["ref"], r["size"]) for r in rows}
         self.position = 0
