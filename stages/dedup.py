@@ -48,6 +48,7 @@ from stages.dedup_rules import (
     lsh_threshold,
     minhash_params,
     minhash_signature,
+    ngram_hashes_for,
     remove_similar_lines,
     shingles_for,
     spread_hash,
@@ -112,7 +113,8 @@ class DedupSignatures(PipelineStep):
             if cfg.exact:
                 exact.append(exact_key(doc.text, cfg.exact_normalize))
             if cfg.minhash:
-                sh = shingles_for(
+                # n-grams with repeats: the signature is a minimum, the same over the multiset as over the set
+                sh = ngram_hashes_for(
                     doc.text, doc.metadata.get("lang"), doc.metadata.get("kind"), cfg.char_ngram, cfg.word_ngram
                 )
                 if len(sh):

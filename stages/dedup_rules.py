@@ -190,13 +190,19 @@ def _ngram_hashes(values: np.ndarray, n: int, base: np.uint64) -> np.ndarray:
     return _mix((prefix[n:] - prefix[:count]) * up[n - 1 :])
 
 
-def char_shingles(text: str, n: int = 13) -> np.ndarray:
-    """Distinct hashed character n-grams of the text with whitespace removed and NFKC + case folding applied
-    (MAP-CC: 13 characters). A text shorter than n is one shingle, so equal short texts still match."""
+def char_ngram_hashes(text: str, n: int = 13) -> np.ndarray:
+    """Hashed character n-grams of the text with whitespace removed and NFKC + case folding applied (MAP-CC: 13
+    characters), in text order, repeats included. A text shorter than n is one n-gram, so equal short texts still
+    match."""
     cp = folded_codepoints(text)
     if len(cp) == 0:
         return np.empty(0, dtype=np.uint64)
-    return _distinct(_ngram_hashes(cp, min(n, len(cp)), _P))
+    return _ngram_hashes(cp, min(n, len(cp)), _P)
+
+
+def char_shingles(text: str, n: int = 13) -> np.ndarray:
+    """Distinct hashed character n-grams (the shingle set, sorted); see `char_ngram_hashes`."""
+    return _distinct(char_ngram_hashes(text, n))
 
 
 def word_hashes(text: str) -> np.ndarray:
@@ -216,18 +222,32 @@ def word_hashes(text: str) -> np.ndarray:
     return _mix((prefix[ends] - prefix[starts]) * inv_powers[starts])
 
 
-def word_shingles(text: str, n: int = 5) -> np.ndarray:
-    """Distinct hashed word n-grams (datatrove and FineWeb use 5 words). Fewer than n words: one shingle."""
+def word_ngram_hashes(text: str, n: int = 5) -> np.ndarray:
+    """Hashed word n-grams (datatrove and FineWeb use 5 words), in text order, repeats included. Fewer than n
+    words: one n-gram."""
     words = word_hashes(text)
     if len(words) == 0:
         return np.empty(0, dtype=np.uint64)
-    return _distinct(_ngram_hashes(words, min(n, len(words)), _Q))
+    return _ngram_hashes(words, min(n, len(words)), _Q)
+
+
+def word_shingles(text: str, n: int = 5) -> np.ndarray:
+    """Distinct hashed word n-grams (the shingle set, sorted); see `word_ngram_hashes`."""
+    return _distinct(word_ngram_hashes(text, n))
 
 
 def shingles_for(text: str, lang: str | None, kind: str | None, char_n: int = 13, word_n: int = 5) -> np.ndarray:
+    """The document's shingle set (distinct, sorted): what exact verification's Jaccard compares."""
+    return _distinct(ngram_hashes_for(text, lang, kind, char_n, word_n))
+
+
+def ngram_hashes_for(text: str, lang: str | None, kind: str | None, char_n: int = 13, word_n: int = 5) -> np.ndarray:
+    """The document's hashed n-grams with repeats, unsorted: enough for a MinHash signature, whose minimum over a
+    multiset is its minimum over the set, without the sort that makes the set (0.08-0.11 CPU-s on the 13 MB chain
+    input; repeats there are 1.7% of the n-grams)."""
     if uses_char_shingles(lang, kind, text):
-        return char_shingles(text, char_n)
-    return word_shingles(text, word_n)
+        return char_ngram_hashes(text, char_n)
+    return word_ngram_hashes(text, word_n)
 
 
 def minhash_params(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
