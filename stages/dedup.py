@@ -26,7 +26,6 @@ signatures, all candidates' shingles or all duplicate ids:
 
 from __future__ import annotations
 
-import itertools
 import os
 import re
 from pathlib import Path
@@ -49,10 +48,12 @@ from stages.dedup_rules import (
     lsh_threshold,
     minhash_params,
     minhash_signature,
+    ngram_hashes_for,
     remove_similar_lines,
     shingles_for,
     spread_hash,
 )
+from stages.files import list_shards
 from stages.io import ReportsCounters, ShardReader
 
 RANK_BITS = 40  # a node is rank << 40 | position in the task's input stream
@@ -112,7 +113,8 @@ class DedupSignatures(PipelineStep):
             if cfg.exact:
                 exact.append(exact_key(doc.text, cfg.exact_normalize))
             if cfg.minhash:
-                sh = shingles_for(
+                # n-grams with repeats: the signature is a minimum, the same over the multiset as over the set
+                sh = ngram_hashes_for(
                     doc.text, doc.metadata.get("lang"), doc.metadata.get("kind"), cfg.char_ngram, cfg.word_ngram
                 )
                 if len(sh):
@@ -289,34 +291,50 @@ class DedupCandidates(PipelineStep):
 
 class CandidateShingles(PipelineStep):
     """For exact verification (one task per signature task, same input split): the shingle sets of this task's
-    candidate documents, written once per verification part that needs them (concatenated, with offsets)."""
+    candidate documents, written once per verification part that needs them (concatenated, with offsets).
+
+    It reads only what it shingles: the text, `lang` and `kind` of its candidate rows, found by stream position
+    (rows counted in the order a `ShardReader` of the same input and task yields them, file by file), not every
+    document of the task as Documents (a few hundred of 1,976 documents on the 13 MB chain input; the whole read
+    was about 0.1-0.3 CPU-s, BENCHMARKS.md "Fifth pass: dedup")."""
 
     name = "candidate shingles"
     type = "🫂 - DEDUP"
 
-    def __init__(self, work: Path, cfg: DedupConfig):
+    def __init__(self, work: Path, cfg: DedupConfig, input_dir: Path | None):
         super().__init__()
         self.work, self.cfg = Path(work), cfg
+        # the signatures phase's reader of the same input: its split of the files into tasks and their order
+        self.reader = ShardReader(input_dir)
+
+    def candidate_rows(self, positions: np.ndarray, rank: int, world_size: int):
+        """(position, text, lang, kind) of the rows at the sorted stream `positions` of this task's input."""
+        if len(positions) == 0 or self.reader.folder is None or not list_shards(self.reader.folder):
+            return
+        folder = self.reader.data_folder
+        offset = 0
+        for filepath in folder.get_shard(rank, world_size, recursive=False, glob_pattern="*.parquet") or []:
+            with folder.open(filepath, "rb") as f, pq.ParquetFile(f) as pqf:
+                rows = pqf.metadata.num_rows
+                lo, hi = np.searchsorted(positions, [offset, offset + rows])
+                if hi > lo:
+                    names = pqf.schema_arrow.names
+                    columns = [c for c in ("text", "lang", "kind") if c in names]
+                    local = positions[lo:hi] - offset
+                    table = pqf.read(columns=columns).take(numpy_array(local))
+                    none = [None] * len(local)
+                    values = [table.column(c).to_pylist() if c in names else none for c in ("text", "lang", "kind")]
+                    yield from zip(positions[lo:hi].tolist(), *values, strict=True)
+            offset += rows
 
     def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+        yield from data or ()  # the steps before it in the task first (single-task phases merged: they write wanted/)
         parts = self.cfg.verify_parts
-        # the first document is read before the wanted lists: in a merged phase (see build) the reader runs the
-        # steps before it, which write them, when it is first asked for a document
-        docs = iter(data or ())
-        first = next(docs, None)
-        docs = docs if first is None else itertools.chain([first], docs)
         wanted = [np.load(self.work / "wanted" / f"{rank:05d}" / f"{v:03d}.npy") for v in range(parts)]
-        needed_by: dict[int, list[int]] = {}
-        for v, positions in enumerate(wanted):
-            for p in positions.tolist():
-                needed_by.setdefault(p, []).append(v)
+        needed = np.unique(np.concatenate(wanted)) if wanted else np.empty(0, dtype=np.int64)
         sets: dict[int, np.ndarray] = {}
-        for pos, doc in enumerate(docs):
-            if pos in needed_by:
-                meta = doc.metadata
-                sets[pos] = shingles_for(
-                    doc.text, meta.get("lang"), meta.get("kind"), self.cfg.char_ngram, self.cfg.word_ngram
-                )
+        for pos, text, lang, kind in self.candidate_rows(needed, rank, world_size):
+            sets[pos] = shingles_for(text, lang, kind, self.cfg.char_ngram, self.cfg.word_ngram)
         for v, positions in enumerate(wanted):
             chunks = [sets[p] for p in positions.tolist()]  # wanted positions are sorted: rows in stream order
             offsets = np.concatenate(([0], np.cumsum([len(x) for x in chunks]))).astype(np.int64)
@@ -474,7 +492,8 @@ class DedupKeepers(PipelineStep):
         out = np.empty(len(nodes), dtype=object)
         ranks = nodes >> RANK_BITS
         for r in np.unique(ranks):
-            ids = pq.read_table(self.work / "ids" / f"{int(r):05d}.parquet").column("id")
+            # ParquetFile, not pq.read_table: read_table goes through pyarrow.dataset, which imports pandas
+            ids = pq.ParquetFile(self.work / "ids" / f"{int(r):05d}.parquet").read(columns=["id"]).column("id")
             sel = ranks == r
             out[sel] = to_numpy(ids.take(numpy_array(nodes[sel] & ((1 << RANK_BITS) - 1))))
         return out
@@ -538,8 +557,11 @@ class DedupFilter(ReportsCounters, BaseFilter):
 
     def run(self, data: DocumentsPipeline, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         folder = self.work / "clusters" / f"{rank:05d}"
+        # ParquetFile, not pq.read_table (which imports pyarrow.dataset and pandas with it: 0.15-0.27 CPU-s)
         rows = [
-            row for k in range(self.cluster_parts) for row in pq.read_table(folder / f"{k:03d}.parquet").to_pylist()
+            row
+            for k in range(self.cluster_parts)
+            for row in pq.ParquetFile(folder / f"{k:03d}.parquet").read().to_pylist()
         ]
         self.plan = {r["pos"]: (r["reason"], r["ref"], r["size"]) for r in rows}
         self.position = 0
@@ -629,7 +651,7 @@ def build(ctx: StageContext) -> list[Phase]:
         phases.append(Phase("buckets", [DedupBuckets(work, cfg, ctx.tasks)], min(bucket_jobs(cfg), ctx.tasks)))
         if cfg.minhash and cfg.verify == "exact":
             phases.append(Phase("candidates", [DedupCandidates(work, ctx.tasks, cfg)], cfg.verify_parts))
-            phases.append(Phase("shingles", [ShardReader(ctx.input_dir), CandidateShingles(work, cfg)], ctx.tasks))
+            phases.append(Phase("shingles", [CandidateShingles(work, cfg, ctx.input_dir)], ctx.tasks))
         if cfg.minhash and cfg.verify != "none":
             verify = DedupVerify(work, ctx.tasks, cfg.verify, cfg.verify_threshold)
             phases.append(Phase("verify", [verify], cfg.verify_parts))

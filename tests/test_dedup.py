@@ -150,6 +150,26 @@ def test_signatures_equal_their_straightforward_definition(books, en_docs):
             assert np.array_equal(minhash_signature(shingles, a98, b98, chunk), expected), chunk
 
 
+def test_signatures_from_ngrams_with_repeats_equal_those_of_the_shingle_sets(books, en_docs):
+    """The signatures step hashes each document's n-grams with their repeats (`ngram_hashes_for`, no sort): their
+    distinct values are the shingle set, and the signature is the set's, on every book (char 13-grams), the English
+    articles (word 5-grams) and texts made of one repeated line (most n-grams repeats), as code and as text."""
+    from stages.dedup_rules import ngram_hashes_for, shingles_for
+
+    a, b = minhash_params(98, seed=7)
+    repeated = ["重复的一行文字，" * 40, "the same words again and again " * 30, "短", ""]
+    repeats = 0
+    for text, lang in [(t, "zh") for t in books] + [(t, "en") for t in en_docs] + [(t, None) for t in repeated]:
+        for kind in ("text", "code"):
+            hashes = ngram_hashes_for(text, lang, kind, 13, 5)
+            shingles = shingles_for(text, lang, kind, 13, 5)
+            assert np.array_equal(np.unique(hashes), shingles)
+            repeats += len(hashes) - len(shingles)
+            if len(shingles):
+                assert np.array_equal(minhash_signature(hashes, a, b), minhash_signature(shingles, a, b))
+    assert repeats > 1000  # the multisets do differ from the sets
+
+
 @pytest.mark.slow
 def test_fold_table_gives_the_string_fold(books, en_docs):
     """char_shingles folds code points through a per-character table where every character of the text is inert
