@@ -82,6 +82,33 @@ def test_a_stage_run_imports_no_network_stack_and_then_the_real_classes_still_co
     assert out["same"] == [True] * 4
 
 
+def test_forkserver_workers_import_no_network_stack_either(tmp_path):
+    """Two tasks on two forkserver workers: the workers fork from a server that imported `pipeline` first, so no
+    process of the command imports hf_api (-X importtime, inherited by every process through the environment,
+    prints a line for each module any of them imports)."""
+    with gzip.open(SAMPLE / "books_zh.jsonl.gz", "rt", encoding="utf-8") as f:
+        (tmp_path / "books.jsonl").write_text("".join(next(f) for _ in range(20)), encoding="utf-8")
+    body = '[[sources]]\nname = "books"\npath = "books.jsonl"\nformat = "jsonl"\ntext_field = "content"\n'
+    config = write_config(tmp_path, body, tasks=2, workers=2)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPROFILEIMPORTTIME": "1"}
+    for stage in ("ingest", "langid"):
+        done = subprocess.run(
+            [sys.executable, "-m", "pipeline", "run", stage, "--config", str(config)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env=env,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert f"{stage}: done: 20 in" in done.stderr
+        imported = {
+            line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")
+        }
+        assert "stages.langid" in imported or stage == "ingest"  # the workers' imports are in the log
+        assert imported.isdisjoint(NETWORK), sorted(imported & set(NETWORK))
+
+
 def test_an_hf_path_gets_the_real_filesystem_and_datatrove_recognises_it():
     """With pipeline imported first: an `hf://` DataFolder is a real HfFileSystem (fsspec's registry imports it),
     datatrove's `isinstance` check is True for it and False for the local filesystem, before and after."""
