@@ -17,6 +17,12 @@ does not inflate; wall seconds are what it took on this machine at its load, quo
 Process start: right after a stage finishes, the same command is run again; the stage is finished, so it starts,
 loads and checks the config and the stage's state, and exits ("already finished"): its CPU and wall seconds are
 what every stage command pays before its first document.
+
+`--one-command`: each round also runs the chain as a user runs it, `pipeline run all` in a fresh workdir sharing
+the same ingest (finished: `run all` passes over it) with the tokenizer stage disabled (tokenize encodes with the
+tokenizer trained outside the timing, as above), so langid -> tokenize run in one process that pays the start
+once. The per-stage chain and the one command take turns (which goes first alternates by round); the table gets a
+row for the one command beside the chain's, with its MB/s wall and MB per CPU-s and the ratio to the chain's.
 """
 
 from __future__ import annotations
@@ -123,6 +129,36 @@ def chain_round(workdir: Path, ingest: Path, model: Path, source: Path, python: 
     return out
 
 
+def one_command_round(
+    workdir: Path, ingest: Path, model: Path, source: Path, python: str, code: Path, env: dict
+) -> dict:
+    """`pipeline run all` in a fresh workdir sharing the ingest: langid -> tokenize in one process. Its wall and
+    CPU seconds; ingest must be passed over as finished, and every chain stage must have run."""
+    workdir.mkdir(parents=True)
+    (workdir / "ingest").symlink_to(ingest, target_is_directory=True)
+    cmd = [python, "-m", "pipeline", "run", "all", "--config", str(code / "pipeline.toml")]
+    cmd += [*overrides(workdir, source), "--set", f"tokens.tokenizer={model}", "--set", "tokenizer.enabled=false"]
+    load = loadavg()
+    wall, cpu, log = run(cmd, code, env)
+    assert "ingest: already finished" in log, log[-2000:]
+    ran = [s for s in CHAIN if (workdir / s / "stats.json").exists()]
+    assert ran == CHAIN, f"`run all` ran {ran}, not {CHAIN}"
+    return {"wall": wall, "cpu": cpu, "load": load}
+
+
+def one_command_row(rounds: list[dict], ones: list[dict], mb_label: str) -> str:
+    """The one command's row, beside the chain row of `table` (the same rounds' medians)."""
+    mb = rounds[0][CHAIN[0]]["bytes_in"] / 1e6
+    wall, cpu = (statistics.median(o[k] for o in ones) for k in ("wall", "cpu"))
+    chain_wall = sum(statistics.median(r[s]["wall"] for r in rounds) for s in CHAIN)
+    chain_cpu = sum(statistics.median(r[s]["cpu"] for r in rounds) for s in CHAIN)
+    return (
+        f"| **one command** (`pipeline run all`, {mb_label}) | {rounds[0][CHAIN[0]]['docs_in']:,} | {mb:.2f} | "
+        f"{wall:.1f} | {cpu:.1f} | {mb / wall:.2f} | {mb / cpu:.2f} | one start | chain/one: CPU "
+        f"{chain_cpu / cpu:.2f}x, wall {chain_wall / wall:.2f}x | {ones[-1]['load']} |"
+    )
+
+
 def table(rounds: list[dict], mb_label: str) -> list[str]:
     def med(stage: str, key: str) -> float:
         return statistics.median(r[stage][key] for r in rounds)
@@ -166,6 +202,11 @@ def main() -> None:
     ap.add_argument("--code", type=Path, default=REPO, help="the checkout whose `pipeline` to run (default: this one)")
     ap.add_argument("--work", type=Path, help="folder for the runs (default: a temporary folder, removed after)")
     ap.add_argument("--out", type=Path, help="write the Markdown result here too")
+    ap.add_argument(
+        "--one-command",
+        action="store_true",
+        help="each round also times `pipeline run all` (langid -> tokenize in one process) on the same input",
+    )
     args = ap.parse_args()
     code = args.code.resolve()
     env = {**os.environ, "PYTHONPATH": str(code)}
@@ -186,16 +227,24 @@ def main() -> None:
             t = time.perf_counter()
             ingest, model = prepare(size_dir, docs, python, code, env)
             prep_s = time.perf_counter() - t
-            rounds = [
-                chain_round(size_dir / f"round-{r}", ingest, model, size_dir / "source", python, code, env)
-                for r in range(args.rounds)
-            ]
+            rounds, ones = [], []
+            args_of = (ingest, model, size_dir / "source", python, code, env)
+            for r in range(args.rounds):
+                # the per-stage chain and the one command take turns going first
+                for kind in ("one", "chain") if args.one_command and r % 2 else ("chain", "one"):
+                    if kind == "chain":
+                        rounds.append(chain_round(size_dir / f"round-{r}", *args_of))
+                    elif args.one_command:
+                        ones.append(one_command_round(size_dir / f"one-{r}", *args_of))
+            rows = table(rounds, f"{mb:g} MB")
+            if ones:
+                rows.append(one_command_row(rounds, ones, f"{mb:g} MB"))
             section = [
                 f"### {mb:g} MB: {docs.num_rows:,} Chinese documents of `{args.corpus}`",
                 "",
                 f"{args.rounds} round(s), medians. Outside the timing: ingest and tokenizer training, {prep_s:.0f} s.",
                 "",
-                *table(rounds, f"{mb:g} MB"),
+                *rows,
                 "",
             ]
             print("\n".join(section), file=sys.stderr)  # each size as soon as it is done

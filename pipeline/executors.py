@@ -39,6 +39,13 @@ def make_executor(cfg: Config, steps: list, tasks: int, logging_dir: Path, job_n
     """The executor for one phase. `depends_job_id` (Slurm): job ids this phase starts after, as "id[:id...]"."""
     ex = cfg.executor
     if ex.kind == "local":
+        if ex.start_method == "forkserver" and min(ex.workers, tasks) > 1:
+            import multiprocess  # datatrove's worker pool
+
+            # Workers fork from multiprocess's fork server: with `pipeline` imported there first (its __init__ installs
+            # pipeline/hf_deferred.py's finder), their datatrove imports skip huggingface_hub's network stack too.
+            # Takes effect when the server starts, i.e. before the first pool; "__main__" is the default list.
+            multiprocess.set_forkserver_preload(["__main__", "pipeline"])
         return LocalPipelineExecutor(
             steps,
             tasks=tasks,
