@@ -355,45 +355,9 @@ def _window_order(chars: str, depth: int) -> tuple[np.ndarray, np.ndarray]:
     base, width = k + 1, 1
     while width < depth and base ** (width + 1) < 1 << 63:
         width += 1
-
-    def digits(first: int, count: int) -> np.ndarray:
-        """The `count` characters from `first` on of each position's window, as one number base k + 1."""
-        keys = np.zeros(length, dtype=np.int64)
-        for j in range(first, first + count):
-            keys = keys * base + padded[j : j + length]
-        return keys
-
-    keys = digits(0, width)  # the first `width` characters
-    if width == depth:
-        order = np.argsort(keys)
-    elif base ** (depth - width) < 1 << 63:
-        # The rest of the window fits one number too. Sort by the first `width` characters, then sort again only
-        # the positions whose first `width` characters another position shares (a few percent of a text), by their
-        # group and the rest: one sort of the text instead of the two of the widening below (dense ranks, then the
-        # wider keys). Positions with equal windows may come in another order than the widening gives; every
-        # measure reads a run of equal windows as a set (its positions' minimum, count or sorted positions).
-        order = np.argsort(keys)
-        sorted_keys = keys[order]
-        same = sorted_keys[1:] == sorted_keys[:-1]
-        tied = np.zeros(length, dtype=bool)
-        tied[1:] = same
-        tied[:-1] |= same
-        places = np.flatnonzero(tied)
-        if len(places):
-            group = np.cumsum(np.concatenate(([True], ~same)))[places]
-            tied_order = order[places]
-            order[places] = tied_order[np.lexsort((digits(width, depth - width)[tied_order], group))]
-    else:
-        order = _widened_order(keys, length, depth, width)
-    windows = padded[order[:, None] + np.arange(depth)]  # one row per position, in order
-    equal = np.zeros((max(length - 1, 0), depth + 1), dtype=bool)  # a last column of False ends every row
-    np.equal(windows[1:], windows[:-1], out=equal[:, :depth])
-    return order, equal.argmin(axis=1)  # the first differing character: the shared length
-
-
-def _widened_order(keys: np.ndarray, length: int, depth: int, width: int) -> np.ndarray:
-    """The order of the windows of `depth` characters from `keys`, the first `width` characters of each as a number,
-    where the rest does not fit one number (a text of many distinct characters, or a deep window)."""
+    keys = np.zeros(length, dtype=np.int64)  # the first `width` characters, as digits base k + 1
+    for j in range(width):
+        keys = keys * base + padded[j : j + length]
     while width < depth:
         # Two overlapping windows of `width` give one of `wider`: the dense rank of the first (lexicographic, 0 past
         # the end) then that of the one starting wider - width later.
@@ -403,7 +367,11 @@ def _widened_order(keys: np.ndarray, length: int, depth: int, width: int) -> np.
         wider = min(2 * width, depth)
         keys = dense_padded[:length] * (len(distinct) + 1) + dense_padded[wider - width : wider - width + length]
         width = wider
-    return np.argsort(keys)
+    order = np.argsort(keys)
+    windows = padded[order[:, None] + np.arange(depth)]  # one row per position, in order
+    equal = np.zeros((max(length - 1, 0), depth + 1), dtype=bool)  # a last column of False ends every row
+    np.equal(windows[1:], windows[:-1], out=equal[:, :depth])
+    return order, equal.argmin(axis=1)  # the first differing character: the shared length
 
 
 def _covered(starts: np.ndarray, n: int) -> int:

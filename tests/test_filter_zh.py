@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 import json
 import math
-import os
 import random
 from collections import Counter
 
@@ -287,8 +286,7 @@ def test_vectorized_ngram_rules_equal_their_string_definitions(books):
     """The NumPy n-gram rules give exactly (==, not approximately) the values of the plain string versions on every
     Chinese document of the sample (books and notes blocks) for n = 1 to 12 (past the shared order's depth of 10),
     on repetitive texts whose ties and overlaps decide which n-gram is measured, and on texts of many distinct
-    characters, whose windows do not fit one 63-bit key (the order is then built from overlapping shorter ones; with
-    fewer distinct characters the positions that share the first key's characters are sorted again by the rest)."""
+    characters, whose windows do not fit one 63-bit key (the order is then built from overlapping shorter ones)."""
     notes = [b.strip() for b in (SAMPLE / "notes_zh.txt").read_text(encoding="utf-8").split("\n\n") if b.strip()]
     texts = [z.normalize(t) for t in books + notes]
     texts += ["哈哈哈哈哈哈好", "ab" * 50 + "ba" * 50, "天地玄黄天地" * 3 + "宇宙洪荒宇宙" * 3, "", "一", QIANZIWEN * 4]
@@ -304,37 +302,6 @@ def test_vectorized_ngram_rules_equal_their_string_definitions(books):
             assert (top, dup) == (z.top_ngram_ratio(text, n), z.dup_ngram_ratio(text, n))
             nonzero += top > 0 and dup > 0
     assert nonzero > 1000
-
-
-def test_window_order_sorting_ties_again_equals_widening(books):
-    """The shared order sorted by the first characters and then, among positions that share them, by the rest of
-    the window lists the same windows in the same order, with the same shared lengths, as the widening from
-    overlapping keys (dense ranks, then wider keys) that texts of many distinct characters take, on every sample
-    book and at depths 10 (MAP-CC's n-grams) and 12."""
-    import numpy as np
-
-    tied = 0
-    for text in books:
-        chars = z.word_chars(z.normalize(text))
-        ranks, k = z._char_ranks(chars)
-        for depth in (10, 12):
-            order, shared = z._window_order(chars, depth)
-            padded = np.zeros(len(ranks) + depth, dtype=np.int64)
-            padded[: len(ranks)] = ranks + 1
-            width = 1
-            while (k + 1) ** (width + 1) < 1 << 63:
-                width += 1
-            keys = np.zeros(len(ranks), dtype=np.int64)
-            for j in range(width):
-                keys = keys * (k + 1) + padded[j : j + len(ranks)]
-            widened = z._widened_order(keys, len(ranks), depth, width)
-            windows = np.arange(depth)
-            assert np.array_equal(padded[order[:, None] + windows], padded[widened[:, None] + windows])
-            assert np.array_equal(np.sort(order), np.arange(len(ranks)))  # every position once
-            assert np.array_equal(shared, [len(os.path.commonprefix([chars[a:a + depth], chars[b:b + depth]]))
-                                           for a, b in zip(order[:-1], order[1:])])  # fmt: skip
-            tied += int((shared >= width).sum())
-    assert tied > 1000  # the second sort had positions to order
 
 
 def test_dup_lines(classical):
