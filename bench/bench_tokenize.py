@@ -10,7 +10,11 @@
      one; another checkout runs with its own sources on PYTHONPATH), each into its own workdir;
    - the peer: a bare Python process doing the same job without the pipeline: start, read the same Parquet
      (polars), `SentencePieceProcessor.encode` in batches of 256, count the tokens (nothing written);
-   - the start alone: `python -c "import pipeline.cli"` per checkout, and `import polars, sentencepiece`.
+   - the start alone: `python -c "import pipeline.cli"` per checkout, and `import polars, sentencepiece`;
+   - the command's imports: every module `pipeline run tokenize` has imported when its first document is read
+     (`IMPORTS`; datatrove's executor and readers, pyarrow, SentencePiece, ...), per checkout. Its CPU seconds less
+     the peer's start are the start cost our process pays on top of the peer's; the table quotes the ratio with that
+     difference left out too, so that the cost of the work after the start reads apart from the import floor.
    CPU seconds are the child process's user + system time (getrusage), which the machine's load does not inflate;
    wall seconds are quoted too. Medians; the order of the rows rotates each round. At the end the token shards
    (.bin/.idx) and meta.json of every checkout are compared byte by byte with the first checkout's.
@@ -53,6 +57,9 @@ for i in range(0, len(texts), 256):
     n += sum(len(x) + 1 for x in sp.encode(texts[i : i + 256]))
 print(n)
 """
+# What `pipeline run tokenize` has imported by its first document: the command line, the runner, the executor and
+# the progress step (imported when a stage runs), and the stage's module.
+IMPORTS = "import pipeline.cli, pipeline.runner, pipeline.executors, pipeline.progress, stages.tokenize"
 # Every corpus stage off but ingest: tokenize reads <workdir>/ingest/kept, which is the prepared input.
 STAGES_OFF = ["langid", "filter", "quality", "dedup", "pii", "decontam"]
 
@@ -150,6 +157,7 @@ def throughput(args, tmp: Path) -> tuple[list[str], Path | None, Path | None]:
 
     rows = [("command", i) for i in range(len(codes))] + [("bare", None)]
     rows += [("start", i) for i in range(len(codes))] + [("bare start", None)]
+    rows += [("imports", i) for i in range(len(codes))]
     wall: dict = {r: [] for r in rows}
     cpu: dict = {r: [] for r in rows}
     task_s: dict = {i: [] for i in range(len(codes))}
@@ -170,6 +178,8 @@ def throughput(args, tmp: Path) -> tuple[list[str], Path | None, Path | None]:
                 tokens = int(out)
             elif kind == "start":
                 w, c, _ = run([sys.executable, "-c", "import pipeline.cli"], cwd=codes[i], env=code_env(codes[i]))
+            elif kind == "imports":
+                w, c, _ = run([sys.executable, "-c", IMPORTS], cwd=codes[i], env=code_env(codes[i]))
             else:
                 w, c, _ = run([sys.executable, "-c", "import polars, sentencepiece"])
             wall[row].append(w)
@@ -200,6 +210,7 @@ def throughput(args, tmp: Path) -> tuple[list[str], Path | None, Path | None]:
             "bare": "bare process: start, read the Parquet (polars), `encode` in batches of 256",
             "start": '`python -c "import pipeline.cli"`',
             "bare start": '`python -c "import polars, sentencepiece"`',
+            "imports": f'`python -c "{IMPORTS}"`: the command\'s imports',
         }[kind]
         code = labels[i] if i is not None else ""
         if kind in ("command", "bare"):
@@ -212,6 +223,16 @@ def throughput(args, tmp: Path) -> tuple[list[str], Path | None, Path | None]:
             )
         else:
             lines.append(f"| {name} | {code} | {w:.2f} | | {c:.2f} | | | | |")
+    lines.append("")
+    bare_start = statistics.median(cpu[("bare start", None)])
+    for i, label in enumerate(labels):
+        command, imports = statistics.median(cpu[("command", i)]), statistics.median(cpu[("imports", i)])
+        extra = imports - bare_start
+        lines.append(
+            f"{label}: the command's imports take {imports:.2f} CPU s, the peer's start {bare_start:.2f}: "
+            f"{extra:.2f} CPU s more. Without that difference the command takes {command - extra:.2f} CPU s, "
+            f"{bare_cpu / (command - extra):.2f}x bare (medians)."
+        )
     lines.append("")
     for i, diff in differences.items():
         verdict = "byte-identical" if not diff else f"DIFFERENT: {', '.join(diff[:10])}"

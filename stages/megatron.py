@@ -96,15 +96,25 @@ class IndexedDatasetWriter:
         self.add_checked(check_and_cast(tokens, self.vocab_size, str(self.prefix)))
 
     def add_checked(self, ids: np.ndarray) -> None:
-        """`add_document` for ids that `check_and_cast` has already checked against this vocabulary and cast (the
-        tokenize stage checks a whole batch at once, then hands each writer its documents' slices)."""
+        """`add_document` for ids that `check_and_cast` has already checked against this vocabulary and cast."""
+        self.add_checked_batch(ids, np.asarray([ids.size]))
+
+    def add_checked_batch(self, ids: np.ndarray, sizes: np.ndarray) -> None:
+        """Many documents at once, as the tokenize stage writes them (it checks and casts a whole batch, then
+        hands each writer its documents): `ids` holds them back to back, `sizes` their lengths; one write."""
         if self._bin is None:
             raise RuntimeError("writer already finalized")
         if ids.dtype != self.dtype:
-            raise ValueError(f"add_checked takes {np.dtype(self.dtype).name} ids, got {ids.dtype} for {self.prefix}")
+            raise ValueError(
+                f"add_checked_batch takes {np.dtype(self.dtype).name} ids, got {ids.dtype} for {self.prefix}"
+            )
+        sizes = np.asarray(sizes, dtype=np.int64)
+        if sizes.ndim != 1 or (sizes.size and sizes.min() < 0) or int(sizes.sum()) != ids.size:
+            raise ValueError(f"sizes must be 1-D lengths adding up to the {ids.size} ids, for {self.prefix}")
         self._bin.write(ids.tobytes(order="C"))
-        self.sequence_lengths.append(int(ids.size))
-        self.document_indices.append(len(self.sequence_lengths))
+        first = len(self.sequence_lengths) + 1
+        self.sequence_lengths.extend(sizes.tolist())
+        self.document_indices.extend(range(first, len(self.sequence_lengths) + 1))
         self.tokens += int(ids.size)
 
     @property

@@ -25,17 +25,21 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import itertools
 import re
 import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import sentencepiece as spm
 import xxhash
 from datatrove.data import DocumentsPipeline
 from datatrove.pipeline.base import PipelineStep
+from datatrove.utils.logging import logger
 
 from stages.base import Phase, StageContext
 from stages.config.tokenize import TokensConfig
@@ -64,22 +68,85 @@ def dataset_name(value: str | None) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]", "_", value) if value else "unknown"
 
 
+# The input columns tokenize uses; the others (url, scores, ...) are not read at all.
+METADATA_COLUMNS = ("source", "kind", "lang")
+UPSAMPLE_COLUMN = "dup_cluster_size"
+
+
+@dataclass
+class DocumentBatch:
+    """Consecutive documents of the input, column by column, in input order. `texts` are the documents' UTF-8
+    bytes, which SentencePiece encodes to the same ids as the strings (it works on UTF-8) without a conversion
+    to Python strings and back. A column the input lacks is all None."""
+
+    ids: list[str]
+    texts: list[bytes]
+    columns: dict[str, list]
+
+
+class TokenizeReader(ShardReader):
+    """The previous stage's kept shards as `DocumentBatch`es of up to `batch_size` documents: only the columns
+    tokenize uses are read, and no Document is made per row. Counts documents, characters and UTF-8 bytes per batch
+    from the Arrow text column (the numbers ShardReader counts per document)."""
+
+    def __init__(self, folder: Path | None, batch_size: int, upsampling: bool, progress: bool = False):
+        super().__init__(folder, progress=progress, batch_size=batch_size)
+        self.columns = ("id", "text", *METADATA_COLUMNS, *((UPSAMPLE_COLUMN,) if upsampling else ()))
+
+    def read_batches(self, filepath: str) -> Iterator[DocumentBatch]:
+        with self.data_folder.open(filepath, "rb") as f, pq.ParquetFile(f) as pqf:
+            present = [c for c in self.columns if c in pqf.schema_arrow.names]
+            for batch in pqf.iter_batches(batch_size=self.batch_size, columns=present):
+                text = batch.column("text")
+                self.docs += batch.num_rows
+                self.chars += pc.sum(pc.utf8_length(text)).as_py() or 0
+                self.bytes += pc.sum(pc.binary_length(text)).as_py() or 0
+                columns = {
+                    c: batch.column(c).to_pylist() if c in present else [None] * batch.num_rows
+                    for c in self.columns[2:]
+                }
+                yield DocumentBatch(batch.column("id").to_pylist(), text.cast(pa.binary()).to_pylist(), columns)
+
+    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> Iterator[DocumentBatch]:
+        if data:
+            raise ValueError("the tokenize reader is the first step of its pipeline")
+        self.docs = self.chars = self.bytes = 0
+        if self.folder is None or not list_shards(self.folder):
+            logger.warning(f"no input shards in {self.folder}: this stage's input is empty")
+            return
+        for filepath in self.data_folder.get_shard(rank, world_size, recursive=False, glob_pattern="*.parquet") or []:
+            self.stat_update("input_files")
+            docs_before = self.docs
+            yield from self.read_batches(filepath)
+            self.stat_update("documents", value=self.docs - docs_before, unit="input_file")
+
+
+def segments_index(starts: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """Positions of the segments [start, start + size) one after another: the index that gathers them from the
+    array they lie in."""
+    offsets = np.cumsum(sizes) - sizes  # where each segment begins in the gathered array
+    return np.repeat(starts - offsets, sizes) + np.arange(int(sizes.sum()), dtype=np.int64)
+
+
 class TokenizeShards(PipelineStep):
     """Encodes the documents of one task and writes its shard of every dataset, then its counts."""
 
     name = "tokenize"
     type = "🔢 - TOKENIZE"
 
-    def __init__(self, stage_dir: Path, tokenizer: Path, cfg: TokensConfig, seed: int, reader: ShardReader):
+    def __init__(self, stage_dir: Path, tokenizer: Path, cfg: TokensConfig, seed: int, reader: TokenizeReader):
         super().__init__()
         self.stage_dir, self.tokenizer, self.cfg, self.seed, self.reader = Path(stage_dir), tokenizer, cfg, seed, reader
 
-    def dataset_of(self, meta: dict) -> str:
+    def dataset_names(self, batch: DocumentBatch) -> list[str]:
         if self.cfg.split_by == "source":
-            return dataset_name(meta.get("source"))
-        return "code" if meta.get("kind") == "code" else dataset_name(meta.get("lang"))
+            return [dataset_name(s) for s in batch.columns["source"]]
+        return [
+            "code" if kind == "code" else dataset_name(lang)
+            for kind, lang in zip(batch.columns["kind"], batch.columns["lang"], strict=True)
+        ]
 
-    def run(self, data: DocumentsPipeline = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
+    def run(self, data: Iterable[DocumentBatch] = None, rank: int = 0, world_size: int = 1) -> DocumentsPipeline:
         start = time.time()
         # an interrupted earlier attempt of this task may have left finished shards of datasets it will not
         # write again; remove them so the dataset folders hold exactly this run's output
@@ -91,6 +158,7 @@ class TokenizeShards(PipelineStep):
         counts: dict = {}
         upsampling = bool(self.cfg.upsample)
         upsampled: dict[str, dict[str, dict[str, int]]] = {}  # dataset -> repeat -> originals, tokens written
+        valid_prefix, fraction = f"valid:{self.seed}:", self.cfg.valid_fraction  # is_valid's hash input, less the id
 
         def add(key: str, *path: str, docs: int, tokens: int) -> None:
             node = counts.setdefault(key, {})
@@ -99,40 +167,66 @@ class TokenizeShards(PipelineStep):
             node["documents"] = node.get("documents", 0) + docs
             node["tokens"] = node.get("tokens", 0) + tokens
 
-        def flush(batch):
+        def flush(batch: DocumentBatch) -> None:
             # One array for the whole batch: the documents' tokens back to back with BOS/EOS inserted, validated
-            # and cast once, then each writer gets its documents' slices (in document order).
-            encoded = sp.encode([d.text for d in batch], out_type=int)
-            lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))
-            flat = np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.int64, count=int(lengths.sum()))
+            # and cast once; then each (dataset, split) writer gets its documents, copies included, in one write.
+            # num_threads=1: a task is one worker process and the executor runs as many as there are cores, so
+            # SentencePiece's own thread pool (one per call, all cores by default) would only add threads.
+            encoded = sp.encode(batch.texts, out_type="numpy", num_threads=1)
+            n = len(encoded)
+            lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=n)
+            flat = np.concatenate(encoded) if n else np.zeros(0, dtype=np.int32)
             ends = np.cumsum(lengths)
             if self.cfg.add_bos:  # BOS at each start, EOS at each end; np.insert keeps the given order at ties
                 where = np.stack([ends - lengths, ends], axis=1).ravel()
-                tokens = np.insert(flat, where, np.tile([bos, eos], len(batch)))
+                tokens = np.insert(flat, where, np.tile([bos, eos], n))
             else:
                 tokens = np.insert(flat, ends, eos)
             sizes = lengths + (2 if self.cfg.add_bos else 1)
-            stops = np.cumsum(sizes).tolist()
+            starts = np.cumsum(sizes) - sizes
             tokens = check_and_cast(tokens, vocab)
-            totals: dict[tuple, list[int]] = {}  # (dataset, split, lang, source) -> [documents, tokens]
-            for doc, stop, size in zip(batch, stops, sizes.tolist(), strict=True):
-                split = "valid" if is_valid(doc.id, self.seed, self.cfg.valid_fraction) else "train"
-                name = self.dataset_of(doc.metadata)
+
+            names = self.dataset_names(batch)
+            splits = [
+                "valid" if xxhash.xxh64_intdigest(valid_prefix + doc_id) / 2**64 < fraction else "train"
+                for doc_id in batch.ids
+            ]  # is_valid, with the constant part of the hash input built once
+            sizes_list = sizes.tolist()
+            repeats = [1] * n
+            if upsampling:
+                for i, (name, split, cluster) in enumerate(
+                    zip(names, splits, batch.columns[UPSAMPLE_COLUMN], strict=True)
+                ):
+                    if split == "train":
+                        repeats[i] = repeat = self.cfg.repeats(cluster or 1)
+                        row = upsampled.setdefault(name, {}).setdefault(str(repeat), {"documents": 0, "tokens": 0})
+                        row["documents"] += 1
+                        row["tokens"] += sizes_list[i] * repeat
+
+            members: dict[tuple[str, str], list[int]] = {}  # (dataset, split) -> its documents, in input order
+            for i, key in enumerate(zip(names, splits)):
+                members.setdefault(key, []).append(i)
+            repeat_array = np.asarray(repeats, dtype=np.int64)
+            for (name, split), docs in members.items():
                 w = writers.get((name, split))
                 if w is None:
                     w = writers[(name, split)] = IndexedDatasetWriter(
                         shard_prefix(self.stage_dir / name, split, rank), vocab
                     )
-                repeat = 1
-                if upsampling and split == "train":
-                    repeat = self.cfg.repeats(doc.metadata.get("dup_cluster_size") or 1)
-                    row = upsampled.setdefault(name, {}).setdefault(str(repeat), {"documents": 0, "tokens": 0})
-                    row["documents"] += 1
-                    row["tokens"] += size * repeat
-                for _ in range(repeat):
-                    w.add_checked(tokens[stop - size : stop])
-                lang = "code" if doc.metadata.get("kind") == "code" else (doc.metadata.get("lang") or "unknown")
-                total = totals.setdefault((name, split, lang, doc.metadata.get("source") or "unknown"), [0, 0])
+                # each document, then its copies, right after one another
+                docs_array = np.repeat(np.asarray(docs, dtype=np.int64), repeat_array[docs])
+                w.add_checked_batch(tokens[segments_index(starts[docs_array], sizes[docs_array])], sizes[docs_array])
+
+            langs = [
+                "code" if kind == "code" else (lang or "unknown")
+                for kind, lang in zip(batch.columns["kind"], batch.columns["lang"], strict=True)
+            ]
+            sources = [s or "unknown" for s in batch.columns["source"]]
+            totals: dict[tuple, list[int]] = {}  # (dataset, split, lang, source) -> [documents, tokens]
+            for key, size, repeat in zip(zip(names, splits, langs, sources), sizes_list, repeats):
+                total = totals.get(key)
+                if total is None:
+                    total = totals[key] = [0, 0]
                 total[0] += repeat
                 total[1] += size * repeat
             for (name, split, lang, source), (docs, tokens_n) in totals.items():  # in order of first appearance
@@ -142,13 +236,7 @@ class TokenizeShards(PipelineStep):
                 add("by_lang", lang, docs=docs, tokens=tokens_n)
 
         try:
-            batch = []
-            for doc in data or ():
-                batch.append(doc)
-                if len(batch) >= self.cfg.batch_size:
-                    flush(batch)
-                    batch = []
-            if batch:
+            for batch in data or ():
                 flush(batch)
         except BaseException:
             for w in writers.values():
@@ -183,7 +271,7 @@ def build(ctx: StageContext) -> list[Phase]:
     tcfg: TokensConfig = cfg.tokens
     tok = resolve_tokenizer(cfg)
     if ctx.upstream_pending:  # Slurm chain: tokenizer and input are made by the jobs this one starts after
-        reader = ShardReader(ctx.input_dir, progress=ctx.workers == 1)
+        reader = TokenizeReader(ctx.input_dir, tcfg.batch_size, bool(tcfg.upsample), progress=ctx.workers == 1)
         return [
             Phase(
                 name="main",
@@ -210,7 +298,7 @@ def build(ctx: StageContext) -> list[Phase]:
             f"tokens.upsample: the input {ctx.input_dir} has no dup_cluster_size column "
             "(dedup writes it: enable stages.dedup, or set tokens.upsample = [])"
         )
-    reader = ShardReader(ctx.input_dir, progress=ctx.workers == 1)
+    reader = TokenizeReader(ctx.input_dir, tcfg.batch_size, bool(tcfg.upsample), progress=ctx.workers == 1)
     step = TokenizeShards(ctx.stage_dir, tok, tcfg, cfg.run.seed, reader)
     return [Phase(name="main", steps=[reader, step], tasks=ctx.tasks)]
 

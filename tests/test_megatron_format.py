@@ -75,6 +75,31 @@ def test_reader_reads_back_what_was_written(tmp_path):
     assert all(ds.tokens[s : s + n].tolist() == d for s, n, d in zip(starts, lengths, docs))
 
 
+def test_batch_writes_the_same_files_as_one_document_at_a_time(tmp_path):
+    rng = np.random.default_rng(1)
+    docs = [rng.integers(0, 30_000, size=int(rng.integers(0, 40))).tolist() for _ in range(300)]
+    _write(tmp_path / "one", docs, 30_000)
+    with IndexedDatasetWriter(tmp_path / "batched", 30_000) as w:
+        for lo, hi in ((0, 1), (1, 120), (120, 120), (120, 300)):  # batches of one, many and no documents
+            part = docs[lo:hi]
+            ids = np.asarray([t for d in part for t in d], dtype=np.uint16)
+            w.add_checked_batch(ids, np.asarray([len(d) for d in part]))
+    assert w.documents == 300 and w.tokens == sum(map(len, docs))
+    for suffix in (".bin", ".idx"):
+        assert (tmp_path / f"batched{suffix}").read_bytes() == (tmp_path / f"one{suffix}").read_bytes()
+
+
+def test_batch_sizes_must_cover_the_ids(tmp_path):
+    w = IndexedDatasetWriter(tmp_path / "a", 100)
+    ids = np.asarray([1, 2, 3], dtype=np.uint16)
+    for sizes in ([1, 1], [2, 2], [4, -1]):
+        with pytest.raises(ValueError, match="sizes must be"):
+            w.add_checked_batch(ids, np.asarray(sizes))
+    with pytest.raises(ValueError, match="uint16"):
+        w.add_checked_batch(ids.astype(np.int64), np.asarray([3]))
+    w.abort()
+
+
 def test_writer_is_atomic_and_checks_ids(tmp_path):
     w = IndexedDatasetWriter(tmp_path / "a", 100)
     w.add_document([1, 2, 3])

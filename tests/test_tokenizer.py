@@ -19,8 +19,9 @@ import sentencepiece as spm
 from pipeline import runner
 from pipeline.config import load_config
 from pipeline.verify import verify
+from stages.io import ShardReader
 from stages.megatron import IndexedDatasetWriter
-from stages.tokenize import is_valid
+from stages.tokenize import TokenizeReader, dataset_name, is_valid
 from stages.tokenizer import train_sentencepiece
 from tests.conftest import SAMPLE, write_config
 from train.data import IndexedDataset
@@ -189,6 +190,39 @@ def test_shards_read_back_exactly(tokenized, sp):
         assert any("the shards hold" in p for p in verify(cfg, quiet=True))
     finally:
         victim.write_bytes(saved)
+
+
+def test_each_shard_holds_its_documents_in_input_order(tokenized, sp):
+    """Per task, dataset and split, the shard decodes to exactly the documents that the per-document reader
+    (ShardReader) yields for that task and that the dataset and split take, in its order; and the batch reader counts
+    what ShardReader counts."""
+    cfg, _ = tokenized
+    kept, tok_dir, tasks = cfg.workdir / "ingest" / "kept", cfg.workdir / "tokenize", 2
+    checked = 0
+    for rank in range(tasks):
+        documents = ShardReader(kept)
+        expected: dict[str, list[str]] = {}
+        in_order = []
+        for doc in documents.run(rank=rank, world_size=tasks):
+            in_order.append((doc.id, doc.text, doc.metadata["source"], doc.metadata["kind"]))
+            split = "valid" if is_valid(doc.id, cfg.run.seed, cfg.tokens.valid_fraction) else "train"
+            expected.setdefault(f"{dataset_name(doc.metadata['source'])}/{split}-{rank:05d}", []).append(doc.text)
+        batches = TokenizeReader(kept, batch_size=7, upsampling=False)
+        read = [
+            (i, t.decode(), source, kind)
+            for b in batches.run(rank=rank, world_size=tasks)
+            for i, t, source, kind in zip(b.ids, b.texts, b.columns["source"], b.columns["kind"], strict=True)
+        ]
+        assert read == in_order
+        assert (batches.docs, batches.chars, batches.bytes) == (documents.docs, documents.chars, documents.bytes)
+        assert documents.docs > 0
+        written = {str(p.relative_to(tok_dir).with_suffix("")) for p in tok_dir.glob(f"*/*-{rank:05d}.idx")}
+        assert written == set(expected)
+        for name, docs in expected.items():
+            ds = IndexedDataset(str(tok_dir / name))
+            assert [sp.decode(np.asarray(ds[i])[:-1].tolist()) for i in range(len(ds))] == docs
+            checked += len(docs)
+    assert checked == pq.ParquetDataset(kept).read(columns=["id"]).num_rows
 
 
 def test_megatron_index_header_on_real_shard(tokenized):
