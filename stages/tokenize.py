@@ -158,7 +158,6 @@ class TokenizeShards(PipelineStep):
         counts: dict = {}
         upsampling = bool(self.cfg.upsample)
         upsampled: dict[str, dict[str, dict[str, int]]] = {}  # dataset -> repeat -> originals, tokens written
-        valid_prefix, fraction = f"valid:{self.seed}:", self.cfg.valid_fraction  # is_valid's hash input, less the id
 
         def add(key: str, *path: str, docs: int, tokens: int) -> None:
             node = counts.setdefault(key, {})
@@ -187,10 +186,7 @@ class TokenizeShards(PipelineStep):
             tokens = check_and_cast(tokens, vocab)
 
             names = self.dataset_names(batch)
-            splits = [
-                "valid" if xxhash.xxh64_intdigest(valid_prefix + doc_id) / 2**64 < fraction else "train"
-                for doc_id in batch.ids
-            ]  # is_valid, with the constant part of the hash input built once
+            splits = ["valid" if is_valid(i, self.seed, self.cfg.valid_fraction) else "train" for i in batch.ids]
             sizes_list = sizes.tolist()
             repeats = [1] * n
             if upsampling:
