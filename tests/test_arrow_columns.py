@@ -11,9 +11,6 @@ import gzip
 import io
 import json
 import math
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pyarrow as pa
@@ -25,7 +22,7 @@ from stages.arrow import column_array, numpy_array, to_numpy
 from stages.filters.scores import scores_type
 from stages.io import BASE_SCHEMA, REMOVED_COLUMNS, merge_schema
 from stages.quality import NEW_COLUMNS as QUALITY_COLUMNS
-from tests.conftest import REPO, SAMPLE, write_config
+from tests.conftest import REPO, SAMPLE, pipeline_run_recording_imports, write_config
 
 # Every column a stage writes (stages/*.py new_columns and removed_columns), with the filter's scores struct.
 ALL_COLUMNS = merge_schema(
@@ -209,23 +206,6 @@ def test_to_numpy_is_pyarrows(array):
     assert ours.dtype == theirs.dtype and repr(ours.tolist()) == repr(theirs.tolist())
 
 
-HOOK = """
-import json, sys, traceback
-stacks = []
-class PandasImport:
-    # prints the stack of the first `import pandas` (then steps aside: the import goes on)
-    def find_spec(self, name, path=None, target=None):
-        if name == "pandas":
-            stacks.append("".join(traceback.format_stack()))
-            sys.meta_path.remove(self)
-        return None
-sys.meta_path.insert(0, PandasImport())
-from pipeline.cli import main
-rc = main(sys.argv[1:])
-print(json.dumps({"rc": rc, "pandas": "pandas" in sys.modules, "stacks": stacks}))
-"""
-
-
 @pytest.mark.slow
 def test_a_stage_run_imports_no_pandas(tmp_path):
     """Ingest (60 sample books from JSONL, no id field), then langid, filter, dedup, pii and decontam, each as a
@@ -241,15 +221,8 @@ def test_a_stage_run_imports_no_pandas(tmp_path):
     config = write_config(tmp_path, body, tasks=1, workers=1)
     results = {}
     for stage in ("ingest", "langid", "filter", "dedup", "pii", "decontam"):
-        done = subprocess.run(
-            [sys.executable, "-c", textwrap.dedent(HOOK), "run", stage, "--config", str(config)],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
+        done, results[stage] = pipeline_run_recording_imports("run", stage, "--config", str(config))
         assert done.returncode == 0, done.stderr[-3000:]
-        results[stage] = json.loads(done.stdout.splitlines()[-1])
         assert results[stage]["rc"] == 0, (stage, done.stderr[-3000:])
     for stage in ("ingest", "langid", "filter", "dedup", "pii", "decontam"):
-        assert not results[stage]["pandas"], f"{stage} imported pandas:\n{results[stage]['stacks'][0]}"
+        assert "pandas" not in results[stage]["loaded"], f"{stage} imported pandas:\n{results[stage]['stacks'][0]}"

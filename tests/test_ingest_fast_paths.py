@@ -374,33 +374,11 @@ def test_cleanup_rows_flag_what_the_regex_finds(sample_texts, large):
     assert cleanup_rows(pa.array([], pa.string())).tolist() == []
 
 
-ID_RUN = """
-import json, sys, traceback
-stacks = []
-class PandasImport:
-    # records the stack of the first `import pandas` (then steps aside: the import goes on)
-    def find_spec(self, name, path=None, target=None):
-        if name == "pandas":
-            stacks.append("".join(traceback.format_stack()))
-            sys.meta_path.remove(self)
-        return None
-sys.meta_path.insert(0, PandasImport())
-from pipeline.cli import main
-rc = main(sys.argv[1:])
-loaded = sorted(m for m in ("pandas", "pyarrow.dataset", "pyarrow.acero", "warcio", "stages.formats.arxiv") if m in sys.modules)
-print(json.dumps({"rc": rc, "loaded": loaded, "stacks": stacks}))
-"""
-
-
 def test_a_one_task_id_field_ingest_is_one_phase_and_imports_no_pandas(tmp_path):
     """A one-task ingest of JSONL with an id_field and a repeated id, as a whole `pipeline run` in a fresh
     interpreter: it runs as one phase, reads again (the repeat goes to removed/ as duplicate_id, the first copy keeps
     the id), and imports neither pandas nor what imports it (pyarrow.dataset, Acero), nor warcio or the LaTeX reader."""
-    import subprocess
-    import sys
-    import textwrap
-
-    from tests.conftest import REPO, write_config
+    from tests.conftest import pipeline_run_recording_imports, write_config
 
     with gzip.open(SAMPLE / "books_zh.jsonl.gz", "rt", encoding="utf-8") as f:
         books = [json.loads(next(f)) for _ in range(30)]
@@ -410,15 +388,8 @@ def test_a_one_task_id_field_ingest_is_one_phase_and_imports_no_pandas(tmp_path)
     (src / "b.jsonl").write_text("".join(json.dumps(b, ensure_ascii=False) + "\n" for b in books[18:]), "utf-8")
     body = f'[[sources]]\nname = "s"\npath = "{src}"\nformat = "jsonl"\ntext_field = "content"\nid_field = "doc_id"\n'
     config = write_config(tmp_path, body, tasks=1, workers=1)
-    done = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(ID_RUN), "run", "ingest", "--config", str(config)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    done, out = pipeline_run_recording_imports("run", "ingest", "--config", str(config))
     assert done.returncode == 0, done.stderr[-3000:]
-    out = json.loads(done.stdout.splitlines()[-1])
     assert out["rc"] == 0 and out["loaded"] == [], (out["loaded"], out["stacks"][:1])
     stage = tmp_path / "out" / "ingest"
     assert json.loads((stage / "run.json").read_text())["phases"] == ["main+repeats+duplicates"]
