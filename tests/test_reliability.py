@@ -372,10 +372,7 @@ def test_resume_after_kill_during_the_id_check_gives_the_clean_run(tmp_path, zh_
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    completions = run_dir / "out" / "ingest" / "logs" / "main" / "completions"
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(completions.glob("*")):
-        time.sleep(0.05)
+    wait_for_main_task_0(run_dir)
     time.sleep(0.5)  # task 1 of the main phase is now blocked inside the FIFO after reading part-1
     assert proc.poll() is None, "the run finished before it could be killed"
     os.killpg(proc.pid, signal.SIGKILL)
@@ -413,6 +410,14 @@ def start_ingest_blocked_on_a_fifo(tmp_path, zh_docs, workers: int = 1, stderr=s
     return src, run_dir, cfg_path, first
 
 
+def wait_for_main_task_0(run_dir: Path) -> None:
+    """Until ingest's main phase has a completed task (task 0; task 1 is then the one blocked), at most 120 s."""
+    completions = run_dir / "out" / "ingest" / "logs" / "main" / "completions"
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(completions.glob("*")):
+        time.sleep(0.05)
+
+
 def unblock(src, zh_docs):
     """Replace the FIFO of `start_ingest_blocked_on_a_fifo` by a real file of 10 more documents."""
     os.remove(src / "part-1.jsonl")
@@ -442,10 +447,7 @@ def test_a_second_run_of_a_running_stage_is_refused_and_a_dead_runs_lock_is_take
     pid instead of racing it; once the first is killed, its lock is taken over and the rerun finishes the stage."""
     src, run_dir, cfg_path, first = start_ingest_blocked_on_a_fifo(tmp_path, zh_docs)
     lock = run_dir / "out" / "ingest" / runner.LOCK_NAME
-    completions = run_dir / "out" / "ingest" / "logs" / "main" / "completions"
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(completions.glob("*")):  # task 0 done, task 1 blocked in the FIFO
-        time.sleep(0.05)
+    wait_for_main_task_0(run_dir)
     try:
         assert first.poll() is None, "the first run finished before the second could start"
         second = pipeline_cli("run", "ingest", "--config", str(cfg_path))
@@ -489,10 +491,7 @@ def test_a_rerun_right_after_the_runner_alone_is_killed_while_its_workers_run_re
     with err.open("w") as err_file:
         src, run_dir, cfg_path, first = start_ingest_blocked_on_a_fifo(tmp_path, zh_docs, workers=2, stderr=err_file)
     lock = run_dir / "out" / "ingest" / runner.LOCK_NAME
-    completions = run_dir / "out" / "ingest" / "logs" / "main" / "completions"
-    deadline = time.time() + 120
-    while time.time() < deadline and not list(completions.glob("*")):  # task 0 done, task 1 blocked in the FIFO
-        time.sleep(0.05)
+    wait_for_main_task_0(run_dir)
     try:
         assert first.poll() is None, "the run finished before it could be killed"
         workers = [p for p, cmd in session_processes(first.pid).items() if "forkserver" in cmd and p != first.pid]
