@@ -474,7 +474,7 @@ def session_processes(sid: int) -> dict[int, str]:
         try:
             fields = (entry / "stat").read_text().rsplit(") ", 1)[1].split()
             if entry.name.isdigit() and fields[0] != "Z" and int(fields[3]) == sid:
-                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()[:80]
+                found[int(entry.name)] = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
         except (OSError, IndexError):
             continue
     return found
